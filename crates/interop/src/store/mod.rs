@@ -1,0 +1,256 @@
+//! The message store: every request and reply with its header, and the event log.
+//!
+//! The production talks to it through [`MessageStore`] only, so another backend
+//! (PostgreSQL, for productions spread over machines) can stand in. The SQLite store
+//! writes through one dedicated writer thread that commits whatever queued up while the
+//! previous commit ran (group commit): with many sessions in flight, durability costs one
+//! commit per batch instead of one per message.
+
+mod schema;
+mod sqlite;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use diesel::prelude::*;
+use serde::{Deserialize, Serialize};
+use tokio::sync::oneshot;
+
+use crate::error::StoreError;
+
+pub use sqlite::{EmbeddedDb, NullStore, SqliteStore};
+
+/// Request or reply.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    Request,
+    Reply,
+}
+
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Request => "request",
+            Kind::Reply => "reply",
+        }
+    }
+}
+
+/// A message's processing status (IRIS `Ens.DataType.MessageStatus`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    /// Stored, not yet picked up by its target.
+    Queued,
+    /// Its target is handling it.
+    Delivered,
+    /// Replied to (requests) or handed back (replies).
+    Completed,
+    /// Ended in an error; resendable.
+    Error,
+    /// Given up on (e.g. a reply that came after its sender's timeout).
+    Discarded,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Queued => "queued",
+            Status::Delivered => "delivered",
+            Status::Completed => "completed",
+            Status::Error => "error",
+            Status::Discarded => "discarded",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "queued" => Status::Queued,
+            "delivered" => Status::Delivered,
+            "completed" => Status::Completed,
+            "error" => Status::Error,
+            "discarded" => Status::Discarded,
+            _ => return None,
+        })
+    }
+}
+
+/// Event-log levels; `Alert` is what IRIS sends to `Ens.Alert`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Level {
+    Trace,
+    Debug,
+    Info,
+    Warn,
+    Error,
+    Alert,
+}
+
+impl Level {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Level::Trace => "trace",
+            Level::Debug => "debug",
+            Level::Info => "info",
+            Level::Warn => "warn",
+            Level::Error => "error",
+            Level::Alert => "alert",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "trace" => Level::Trace,
+            "debug" => Level::Debug,
+            "info" => Level::Info,
+            "warn" | "warning" => Level::Warn,
+            "error" => Level::Error,
+            "alert" => Level::Alert,
+            _ => return None,
+        })
+    }
+
+    pub fn to_log(self) -> log::Level {
+        match self {
+            Level::Trace => log::Level::Debug,
+            Level::Debug => log::Level::Debug,
+            Level::Info => log::Level::Info,
+            Level::Warn => log::Level::Warn,
+            Level::Error | Level::Alert => log::Level::Error,
+        }
+    }
+}
+
+/// One stored message: the IRIS header and the JSON body.
+#[derive(Clone, Debug, PartialEq, Eq, Queryable, Selectable, Insertable, Serialize)]
+#[diesel(table_name = schema::message)]
+pub struct MessageRow {
+    pub id: i64,
+    pub session_id: i64,
+    pub parent_id: Option<i64>,
+    pub source: String,
+    pub target: String,
+    pub type_name: String,
+    pub kind: String,
+    pub status: String,
+    pub is_error: bool,
+    pub error_text: Option<String>,
+    pub created: String,
+    pub processed: Option<String>,
+    pub body: String,
+}
+
+/// A change of a stored message's status.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StatusUpdate {
+    pub id: i64,
+    pub status: Status,
+    pub error_text: Option<String>,
+    pub processed: Option<String>,
+}
+
+/// One event-log entry.
+#[derive(Clone, Debug, PartialEq, Eq, Queryable, Selectable, Serialize)]
+#[diesel(table_name = schema::event_log)]
+pub struct EventRow {
+    pub id: i64,
+    pub time: String,
+    pub level: String,
+    pub item: Option<String>,
+    pub session_id: Option<i64>,
+    pub text: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Insertable)]
+#[diesel(table_name = schema::event_log)]
+pub struct NewEvent {
+    pub time: String,
+    pub level: String,
+    pub item: Option<String>,
+    pub session_id: Option<i64>,
+    pub text: String,
+}
+
+/// Message search (the message viewer's filters); newest first.
+#[derive(Clone, Debug, Default, Deserialize)]
+pub struct MessageFilter {
+    pub session: Option<i64>,
+    pub source: Option<String>,
+    pub target: Option<String>,
+    #[serde(rename = "type")]
+    pub type_name: Option<String>,
+    pub status: Option<String>,
+    /// Only ids below this one (pagination).
+    pub before: Option<i64>,
+    pub limit: Option<i64>,
+}
+
+/// Event-log search; newest first.
+#[derive(Clone, Debug, Default, Deserialize)]
+pub struct EventFilter {
+    pub level: Option<String>,
+    pub item: Option<String>,
+    pub session: Option<i64>,
+    pub limit: Option<i64>,
+}
+
+/// Resolves when a write is durable (committed), or with the reason it is not.
+pub struct Durable(Option<oneshot::Receiver<Result<(), StoreError>>>);
+
+impl Durable {
+    /// Already durable (or nothing to wait for).
+    pub fn ready() -> Self {
+        Durable(None)
+    }
+
+    pub(crate) fn pending(rx: oneshot::Receiver<Result<(), StoreError>>) -> Self {
+        Durable(Some(rx))
+    }
+}
+
+impl Future for Durable {
+    type Output = Result<(), StoreError>;
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.0.as_mut() {
+            None => Poll::Ready(Ok(())),
+            Some(rx) => Pin::new(rx)
+                .poll(cx)
+                .map(|r| r.unwrap_or(Err(StoreError::Closed))),
+        }
+    }
+}
+
+/// The one interface between the production and where its messages are kept.
+/// Writes return a [`Durable`] to await; queries block (call them off the async threads).
+pub trait MessageStore: Send + Sync + 'static {
+    /// A new message id; ids grow in the order messages are created.
+    fn next_id(&self) -> i64;
+    fn insert(&self, row: MessageRow) -> Durable;
+    /// Several writes that commit together (a reply and its request's new status).
+    fn insert_and_update(&self, row: MessageRow, update: StatusUpdate) -> Durable;
+    fn update(&self, update: StatusUpdate) -> Durable;
+    fn event(&self, event: NewEvent);
+    /// Resolves once everything written before it is durable.
+    fn flush(&self) -> Durable;
+    /// Whether messages are persisted at all (false only when measuring without).
+    fn persistent(&self) -> bool;
+
+    fn message(&self, id: i64) -> Result<Option<MessageRow>, StoreError>;
+    fn messages(&self, filter: &MessageFilter) -> Result<Vec<MessageRow>, StoreError>;
+    /// A session's messages in causal order.
+    fn trace(&self, session_id: i64) -> Result<Vec<MessageRow>, StoreError>;
+    fn events(&self, filter: &EventFilter) -> Result<Vec<EventRow>, StoreError>;
+    /// Requests that never completed (queued or delivered), oldest first: what a restart
+    /// re-delivers.
+    fn unfinished_requests(&self) -> Result<Vec<MessageRow>, StoreError>;
+    /// Delete completed messages created before `cutoff` (RFC 3339); never unfinished ones.
+    fn purge(&self, cutoff: &str) -> Result<usize, StoreError>;
+}
+
+/// Current time as stored: RFC 3339, UTC, microseconds.
+pub fn now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+}

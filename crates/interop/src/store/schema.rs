@@ -1,0 +1,30 @@
+//! Diesel table definitions of the embedded database (see `migrations/sqlite`).
+
+diesel::table! {
+    message (id) {
+        id -> BigInt,
+        session_id -> BigInt,
+        parent_id -> Nullable<BigInt>,
+        source -> Text,
+        target -> Text,
+        type_name -> Text,
+        kind -> Text,
+        status -> Text,
+        is_error -> Bool,
+        error_text -> Nullable<Text>,
+        created -> Text,
+        processed -> Nullable<Text>,
+        body -> Text,
+    }
+}
+
+diesel::table! {
+    event_log (id) {
+        id -> BigInt,
+        time -> Text,
+        level -> Text,
+        item -> Nullable<Text>,
+        session_id -> Nullable<BigInt>,
+        text -> Text,
+    }
+}
