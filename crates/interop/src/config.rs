@@ -45,9 +45,24 @@ pub struct ProductionSection {
     /// Persist every message (the normal case). Off only for measuring the framework.
     #[serde(default = "default_true")]
     pub persist_messages: bool,
-    /// Threads running the items' actors (default: one per core).
+    /// Threads running the items' actors (default 1; the store writer and the HTTP
+    /// server have their own).
     #[serde(default)]
     pub worker_threads: Option<usize>,
+    /// Files copied into a folder on the first start (when `data_dir` has no database
+    /// yet), so a new production has input to show.
+    #[serde(default)]
+    pub seed: Vec<SeedFile>,
+}
+
+/// `[[production.seed]]`: a file copied on first start.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SeedFile {
+    /// The file to copy.
+    pub file: PathBuf,
+    /// The folder to copy it into (e.g. a CSV service's inbox).
+    pub into: PathBuf,
 }
 
 /// One `[[item]]`: a named business host.

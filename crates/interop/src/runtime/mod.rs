@@ -689,6 +689,7 @@ impl Production {
     ) -> Result<Self, StartError> {
         let valid = registry.validate(&config).map_err(StartError::Config)?;
         let db_path = config.production.data_dir.join("production.db");
+        let first_start = !db_path.exists();
         let db = {
             let path = db_path.clone();
             tokio::task::spawn_blocking(move || EmbeddedDb::open(&path))
@@ -733,6 +734,9 @@ impl Production {
         });
         let production = Production { core };
         production.core.event(Level::Info, None, None, "production starting");
+        if first_start {
+            production.seed();
+        }
         {
             let _control = production.core.control.lock().await;
             for kind in [HostKind::Operation, HostKind::Process] {
@@ -748,6 +752,37 @@ impl Production {
         }
         production.core.event(Level::Info, None, None, "production started");
         Ok(production)
+    }
+
+    /// Copy the `[[production.seed]]` files (first start only).
+    fn seed(&self) {
+        for seed in self.config().production.seed {
+            let name = seed.file.file_name().map(|n| n.to_owned());
+            let result = name
+                .ok_or_else(|| std::io::Error::other("not a file name"))
+                .and_then(|name| {
+                    std::fs::create_dir_all(&seed.into)?;
+                    std::fs::copy(&seed.file, seed.into.join(name))
+                });
+            match result {
+                Ok(_) => self.core.event(
+                    Level::Info,
+                    None,
+                    None,
+                    &format!(
+                        "first start: copied {} into {}",
+                        seed.file.display(),
+                        seed.into.display()
+                    ),
+                ),
+                Err(e) => self.core.event(
+                    Level::Warn,
+                    None,
+                    None,
+                    &format!("first start: cannot copy {}: {e}", seed.file.display()),
+                ),
+            }
+        }
     }
 
     /// Load a config file and start it.
