@@ -127,13 +127,17 @@ pub enum ConfigError {
         class: String,
         message: String,
     },
-    #[error("item '{item}': setting '{setting}' uses ${{{var}}}, which is not set in the environment")]
+    #[error(
+        "item '{item}': setting '{setting}' uses ${{{var}}}, which is not set in the environment"
+    )]
     MissingEnv {
         item: String,
         setting: String,
         var: String,
     },
-    #[error("item '{item}': setting '{setting}' targets '{target}', but no item is named '{target}'")]
+    #[error(
+        "item '{item}': setting '{setting}' targets '{target}', but no item is named '{target}'"
+    )]
     UnknownTarget {
         item: String,
         setting: String,

@@ -172,7 +172,6 @@ impl HostContext {
         self.stopping.load(Ordering::Relaxed)
     }
 
-
     /// Context for handling one request of a session.
     pub fn for_request(&self, session_id: i64, request_id: i64) -> MessageContext {
         MessageContext {
@@ -510,11 +509,7 @@ impl ServiceContext {
     }
 
     /// Like `send_request_sync`, also returning the new session's id.
-    pub async fn send_request_session<M: Message>(
-        &self,
-        target: &str,
-        message: &M,
-    ) -> CallReply {
+    pub async fn send_request_session<M: Message>(&self, target: &str, message: &M) -> CallReply {
         match AnyMessage::new(message) {
             Ok(message) => self.send_any(target, message, None).await,
             Err(e) => CallReply {

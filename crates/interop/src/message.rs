@@ -32,9 +32,8 @@ pub struct AnyMessage {
 impl AnyMessage {
     /// Serialize a typed message.
     pub fn new<M: Message>(message: &M) -> Result<Self, HostError> {
-        let json = serde_json::to_string(message).map_err(|e| {
-            HostError::new(format!("cannot serialize {}: {e}", M::TYPE_NAME))
-        })?;
+        let json = serde_json::to_string(message)
+            .map_err(|e| HostError::new(format!("cannot serialize {}: {e}", M::TYPE_NAME)))?;
         Ok(Self {
             type_name: Arc::from(M::TYPE_NAME),
             json: Arc::from(json),

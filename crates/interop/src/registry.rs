@@ -6,7 +6,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use crate::config::{ConfigError, ProductionConfig};
-use crate::host::{BusinessOperation, BusinessProcess, BusinessService, HostKind, Settings, Target};
+use crate::host::{
+    BusinessOperation, BusinessProcess, BusinessService, HostKind, Settings, Target,
+};
 use crate::message::{Message, MessageTypes, RequestSet};
 use crate::runtime::actors::{self, InstanceSpec, StartedInstance};
 
@@ -115,7 +117,10 @@ impl Registry {
     }
 
     /// A service that also serves HTTP routes on the production's server.
-    pub fn service_with_routes<H: BusinessService>(&mut self, http: Option<HttpRoutes>) -> &mut Self {
+    pub fn service_with_routes<H: BusinessService>(
+        &mut self,
+        http: Option<HttpRoutes>,
+    ) -> &mut Self {
         self.insert(ClassInfo {
             name: H::CLASS,
             kind: HostKind::Service,
@@ -142,10 +147,7 @@ impl Registry {
 
     /// Check a whole configuration: classes, names, settings, targets and the message
     /// contracts between items. Returns every item's effective settings, or every error.
-    pub fn validate(
-        &self,
-        config: &ProductionConfig,
-    ) -> Result<Vec<ValidItem>, Vec<ConfigError>> {
+    pub fn validate(&self, config: &ProductionConfig) -> Result<Vec<ValidItem>, Vec<ConfigError>> {
         let mut errors = Vec::new();
         let mut seen: HashMap<&str, usize> = HashMap::new();
         let mut valid = Vec::new();

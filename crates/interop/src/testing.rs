@@ -179,7 +179,11 @@ impl TestContext {
 
     /// Requests sent by hosts built from this context, in order.
     pub fn sent(&self) -> Vec<SentRequest> {
-        self.shared.sent.lock().map(|s| s.clone()).unwrap_or_default()
+        self.shared
+            .sent
+            .lock()
+            .map(|s| s.clone())
+            .unwrap_or_default()
     }
 
     /// Requests sent to `target`, decoded as `M`.

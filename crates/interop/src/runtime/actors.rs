@@ -173,7 +173,12 @@ async fn build_operation<H: BusinessOperation>(
     let mut host = H::new(settings, ctx)?;
     match AssertUnwindSafe(host.on_init(ctx)).catch_unwind().await {
         Ok(r) => r?,
-        Err(p) => return Err(HostError::new(format!("on_init panicked: {}", panic_text(&p)))),
+        Err(p) => {
+            return Err(HostError::new(format!(
+                "on_init panicked: {}",
+                panic_text(&p)
+            )))
+        }
     }
     Ok(host)
 }
@@ -213,7 +218,13 @@ pub(crate) fn start_operation<H: BusinessOperation>(spec: InstanceSpec) -> Start
     let (ready_tx, ready_rx) = oneshot::channel();
     let worker_spec = spec.clone();
     let worker: Worker = Box::new(move |rx, stopping, done| {
-        actix_rt::spawn(operation_worker::<H>(worker_spec, rx, stopping, ready_tx, done));
+        actix_rt::spawn(operation_worker::<H>(
+            worker_spec,
+            rx,
+            stopping,
+            ready_tx,
+            done,
+        ));
     });
     spawn(spec, worker, ready_rx)
 }
@@ -222,7 +233,13 @@ pub(crate) fn start_process<H: BusinessProcess>(spec: InstanceSpec) -> StartedIn
     let (ready_tx, ready_rx) = oneshot::channel();
     let worker_spec = spec.clone();
     let worker: Worker = Box::new(move |rx, stopping, done| {
-        actix_rt::spawn(process_worker::<H>(worker_spec, rx, stopping, ready_tx, done));
+        actix_rt::spawn(process_worker::<H>(
+            worker_spec,
+            rx,
+            stopping,
+            ready_tx,
+            done,
+        ));
     });
     spawn(spec, worker, ready_rx)
 }
@@ -231,7 +248,13 @@ pub(crate) fn start_service<H: BusinessService>(spec: InstanceSpec) -> StartedIn
     let (ready_tx, ready_rx) = oneshot::channel();
     let worker_spec = spec.clone();
     let worker: Worker = Box::new(move |rx, stopping, done| {
-        actix_rt::spawn(service_worker::<H>(worker_spec, rx, stopping, ready_tx, done));
+        actix_rt::spawn(service_worker::<H>(
+            worker_spec,
+            rx,
+            stopping,
+            ready_tx,
+            done,
+        ));
     });
     spawn(spec, worker, ready_rx)
 }
@@ -293,10 +316,9 @@ async fn operation_worker<H: BusinessOperation>(
             continue;
         }
         let count = batch.len();
-        
+
         match AssertUnwindSafe(host.on_batch(batch)).catch_unwind().await {
             Ok(replies) => {
-                
                 if replies.len() != count {
                     let e = HostError::new(format!(
                         "item '{}': on_batch gave {} replies for {count} requests",
@@ -325,7 +347,9 @@ async fn operation_worker<H: BusinessOperation>(
                     None,
                     &format!("instance panicked ({text}); restarting it"),
                 );
-                let _ = AssertUnwindSafe(host.on_tear_down(&ctx)).catch_unwind().await;
+                let _ = AssertUnwindSafe(host.on_tear_down(&ctx))
+                    .catch_unwind()
+                    .await;
                 match rebuild(&spec, &stopping, || build_operation::<H>(&spec, &ctx)).await {
                     Some(h) => host = h,
                     None => {
@@ -336,7 +360,9 @@ async fn operation_worker<H: BusinessOperation>(
             }
         }
     }
-    let _ = AssertUnwindSafe(host.on_tear_down(&ctx)).catch_unwind().await;
+    let _ = AssertUnwindSafe(host.on_tear_down(&ctx))
+        .catch_unwind()
+        .await;
     let _ = done.send(());
 }
 
@@ -348,7 +374,12 @@ async fn build_process<H: BusinessProcess>(
     let mut host = H::new(settings, ctx)?;
     match AssertUnwindSafe(host.on_init(ctx)).catch_unwind().await {
         Ok(r) => r?,
-        Err(p) => return Err(HostError::new(format!("on_init panicked: {}", panic_text(&p)))),
+        Err(p) => {
+            return Err(HostError::new(format!(
+                "on_init panicked: {}",
+                panic_text(&p)
+            )))
+        }
     }
     Ok(host)
 }
@@ -409,11 +440,10 @@ async fn process_worker<H: BusinessProcess>(
         let pctx = ProcessContext::new(ctx.for_request(d.session_id, d.request_id));
         let spec = spec.clone();
         actix_rt::spawn(async move {
-            
             let result = AssertUnwindSafe(run_process(&*host, &pctx, request))
                 .catch_unwind()
                 .await;
-            
+
             let reply = match result {
                 Ok(r) => r,
                 Err(panic) => {
@@ -423,9 +453,15 @@ async fn process_worker<H: BusinessProcess>(
                         Level::Alert,
                         &spec.item,
                         Some(d.session_id),
-                        &format!("process instance panicked ({text}) handling message {}", d.request_id),
+                        &format!(
+                            "process instance panicked ({text}) handling message {}",
+                            d.request_id
+                        ),
                     );
-                    Err(HostError::new(format!("item '{}' panicked: {text}", spec.item)))
+                    Err(HostError::new(format!(
+                        "item '{}' panicked: {text}",
+                        spec.item
+                    )))
                 }
             };
             let _ = d.reply_to.send(reply);
@@ -434,7 +470,9 @@ async fn process_worker<H: BusinessProcess>(
     }
     // Wait for the instances in flight, then tear down.
     let _ = slots.acquire_many(PROCESS_IN_FLIGHT as u32).await;
-    let _ = AssertUnwindSafe(host.on_tear_down(&ctx)).catch_unwind().await;
+    let _ = AssertUnwindSafe(host.on_tear_down(&ctx))
+        .catch_unwind()
+        .await;
     let _ = done.send(());
 }
 
@@ -446,7 +484,12 @@ async fn build_service<H: BusinessService>(
     let mut host = H::new(settings, ctx)?;
     match AssertUnwindSafe(host.on_init(ctx)).catch_unwind().await {
         Ok(r) => r?,
-        Err(p) => return Err(HostError::new(format!("on_init panicked: {}", panic_text(&p)))),
+        Err(p) => {
+            return Err(HostError::new(format!(
+                "on_init panicked: {}",
+                panic_text(&p)
+            )))
+        }
     }
     Ok(host)
 }
@@ -479,12 +522,15 @@ async fn service_worker<H: BusinessService>(
     loop {
         let interval = host.call_interval();
         if let Some(interval) = interval {
-            
-            match AssertUnwindSafe(host.on_process_input(&ctx)).catch_unwind().await {
+            match AssertUnwindSafe(host.on_process_input(&ctx))
+                .catch_unwind()
+                .await
+            {
                 Ok(Ok(())) => {}
                 Ok(Err(e)) => {
                     spec.stats.error();
-                    spec.dispatcher.event(Level::Error, &spec.item, None, &e.message);
+                    spec.dispatcher
+                        .event(Level::Error, &spec.item, None, &e.message);
                 }
                 Err(panic) => {
                     let text = panic_text(&panic);
@@ -495,14 +541,16 @@ async fn service_worker<H: BusinessService>(
                         None,
                         &format!("instance panicked ({text}); restarting it"),
                     );
-                    let _ = AssertUnwindSafe(host.on_tear_down(&ctx)).catch_unwind().await;
+                    let _ = AssertUnwindSafe(host.on_tear_down(&ctx))
+                        .catch_unwind()
+                        .await;
                     match rebuild(&spec, &stopping, || build_service::<H>(&spec, &ctx)).await {
                         Some(h) => host = h,
                         None => break,
                     }
                 }
             }
-            
+
             if stopping.load(Ordering::SeqCst) {
                 break;
             }
@@ -520,6 +568,8 @@ async fn service_worker<H: BusinessService>(
             }
         }
     }
-    let _ = AssertUnwindSafe(host.on_tear_down(&ctx)).catch_unwind().await;
+    let _ = AssertUnwindSafe(host.on_tear_down(&ctx))
+        .catch_unwind()
+        .await;
     let _ = done.send(());
 }

@@ -137,7 +137,13 @@ impl Item {
             processed: s.processed,
             errors: s.errors,
             restarts: s.restarts,
-            accepts: self.spec.class.accepts.iter().map(|s| s.to_string()).collect(),
+            accepts: self
+                .spec
+                .class
+                .accepts
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
             targets: self.spec.targets(),
             settings: mask_secrets(&self.spec.settings),
             comment: self.spec.config.comment.clone(),
@@ -657,7 +663,14 @@ impl Core {
                 if let Some(core) = link.upgrade() {
                     let _guard = InFlight::new(&core);
                     let _ = core
-                        .deliver(&item, &source, row.id, row.session_id, message, core.default_timeout)
+                        .deliver(
+                            &item,
+                            &source,
+                            row.id,
+                            row.session_id,
+                            message,
+                            core.default_timeout,
+                        )
                         .await;
                 }
             });
@@ -699,13 +712,11 @@ impl Production {
                     message: e.to_string(),
                 })??
         };
-        let store: Arc<dyn MessageStore> =
-            Arc::new(SqliteStore::new(db.clone(), config.production.persist_messages)?);
-        let threads = config
-            .production
-            .worker_threads
-            .unwrap_or(1)
-            .clamp(1, 64);
+        let store: Arc<dyn MessageStore> = Arc::new(SqliteStore::new(
+            db.clone(),
+            config.production.persist_messages,
+        )?);
+        let threads = config.production.worker_threads.unwrap_or(1).clamp(1, 64);
         let arbiters = (0..threads).map(|_| Arbiter::new()).collect();
         let mut map = HashMap::new();
         let mut order = Vec::new();
@@ -733,7 +744,9 @@ impl Production {
             link: link.clone(),
         });
         let production = Production { core };
-        production.core.event(Level::Info, None, None, "production starting");
+        production
+            .core
+            .event(Level::Info, None, None, "production starting");
         if first_start {
             production.seed();
         }
@@ -750,7 +763,9 @@ impl Production {
             }
             production.core.running.store(true, Ordering::SeqCst);
         }
-        production.core.event(Level::Info, None, None, "production started");
+        production
+            .core
+            .event(Level::Info, None, None, "production started");
         Ok(production)
     }
 
@@ -883,9 +898,11 @@ impl Production {
         if !self.core.running.load(Ordering::SeqCst) {
             return;
         }
-        self.core.event(Level::Info, None, None, "production stopping");
+        self.core
+            .event(Level::Info, None, None, "production stopping");
         self.core.stop_all().await;
-        self.core.event(Level::Info, None, None, "production stopped");
+        self.core
+            .event(Level::Info, None, None, "production stopped");
         let _ = self.core.store.flush().await;
     }
 
@@ -896,7 +913,8 @@ impl Production {
             return;
         }
         self.core.start_all().await;
-        self.core.event(Level::Info, None, None, "production started");
+        self.core
+            .event(Level::Info, None, None, "production started");
     }
 
     /// Enable and start an item.
@@ -972,9 +990,7 @@ impl Production {
         for v in valid {
             new_order.push(v.config.name.clone());
             match old_items.iter().find(|o| o.name() == v.config.name) {
-                Some(old)
-                    if old.spec.config == v.config && old.spec.settings == v.settings =>
-                {
+                Some(old) if old.spec.config == v.config && old.spec.settings == v.settings => {
                     report.unchanged.push(v.config.name.clone());
                     kept.insert(v.config.name.clone(), old.clone());
                 }

@@ -62,7 +62,9 @@ pub struct EmbeddedDb {
 
 impl std::fmt::Debug for EmbeddedDb {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("EmbeddedDb").field("path", &self.path).finish()
+        f.debug_struct("EmbeddedDb")
+            .field("path", &self.path)
+            .finish()
     }
 }
 
@@ -79,8 +81,7 @@ impl EmbeddedDb {
             }
         }
         let url = path.to_string_lossy().to_string();
-        let mut conn =
-            SqliteConnection::establish(&url).map_err(|e| open_err(e.to_string()))?;
+        let mut conn = SqliteConnection::establish(&url).map_err(|e| open_err(e.to_string()))?;
         conn.batch_execute(
             "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000;\
              PRAGMA foreign_keys = ON; PRAGMA temp_store = MEMORY;",
@@ -190,23 +191,26 @@ fn write_batch(conn: &mut SqliteConnection, batch: &mut Vec<WriteOp>) {
     let mut completions: Vec<Completion> = Vec::new();
     // Several status changes of one message in one batch collapse to the last one.
     let mut updates: HashMap<i64, StatusUpdate> = HashMap::new();
-    let merge = |u: StatusUpdate, updates: &mut HashMap<i64, StatusUpdate>| {
-        match updates.get(&u.id) {
-            Some(old) if old.status > u.status => {}
-            _ => {
-                updates.insert(u.id, u);
-            }
+    let merge = |u: StatusUpdate, updates: &mut HashMap<i64, StatusUpdate>| match updates.get(&u.id)
+    {
+        Some(old) if old.status > u.status => {}
+        _ => {
+            updates.insert(u.id, u);
         }
     };
     let result = conn.immediate_transaction(|c| -> QueryResult<()> {
         for op in batch.drain(..) {
             match op {
                 WriteOp::Insert(row, done) => {
-                    diesel::insert_into(message::table).values(&*row).execute(c)?;
+                    diesel::insert_into(message::table)
+                        .values(&*row)
+                        .execute(c)?;
                     dones.extend(done);
                 }
                 WriteOp::InsertAndUpdate(row, update, done) => {
-                    diesel::insert_into(message::table).values(&*row).execute(c)?;
+                    diesel::insert_into(message::table)
+                        .values(&*row)
+                        .execute(c)?;
                     merge(update, &mut updates);
                     dones.extend(done);
                 }
