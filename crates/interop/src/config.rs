@@ -143,17 +143,22 @@ pub enum ConfigError {
         setting: String,
         target: String,
     },
-    #[error("item '{item}': setting '{setting}' sends {message_type} to '{target}' (class {target_class}), which does not accept {message_type} (accepts: {accepts})")]
-    ContractMismatch {
-        item: String,
-        setting: String,
-        target: String,
-        target_class: String,
-        message_type: String,
-        accepts: String,
-    },
+    #[error("{0}")]
+    ContractMismatch(Box<ContractMismatch>),
     #[error("[production] {0}")]
     Production(String),
+}
+
+/// A target that does not accept a message type sent to it.
+#[derive(Clone, Debug, PartialEq, Eq, Error)]
+#[error("item '{item}': setting '{setting}' sends {message_type} to '{target}' (class {target_class}), which does not accept {message_type} (accepts: {accepts})")]
+pub struct ContractMismatch {
+    pub item: String,
+    pub setting: String,
+    pub target: String,
+    pub target_class: String,
+    pub message_type: String,
+    pub accepts: String,
 }
 
 impl ProductionConfig {

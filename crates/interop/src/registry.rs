@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use crate::config::{ConfigError, ProductionConfig};
+use crate::config::{ConfigError, ContractMismatch, ProductionConfig};
 use crate::host::{
     BusinessOperation, BusinessProcess, BusinessService, HostKind, Settings, Target,
 };
@@ -39,9 +39,18 @@ impl ClassInfo {
 }
 
 fn parse_settings<S: Settings>(table: &toml::Table) -> Result<serde_json::Value, String> {
-    let settings: S = toml::Value::Table(table.clone())
-        .try_into()
-        .map_err(|e: toml::de::Error| e.message().to_string())?;
+    // The path tells which setting a type error is about ("sleep_ms: invalid type ...").
+    let settings: S = serde_path_to_error::deserialize(toml::Value::Table(table.clone()))
+        .map_err(|e| {
+            let path = e.path().to_string();
+            let inner = e.into_inner();
+            let text = inner.message().trim().to_string();
+            if path.is_empty() || path == "." || text.contains(&format!("`{path}`")) {
+                text
+            } else {
+                format!("setting '{path}': {text}")
+            }
+        })?;
     let value = serde_json::to_value(&settings).map_err(|e| e.to_string())?;
     // Refuse keys the struct ignored, even where it forgot `deny_unknown_fields`.
     if let Some(known) = value.as_object() {
@@ -225,7 +234,7 @@ impl Registry {
                 };
                 for sent in &target.sends {
                     if !to.class.accepts.contains(sent) {
-                        errors.push(ConfigError::ContractMismatch {
+                        errors.push(ConfigError::ContractMismatch(Box::new(ContractMismatch {
                             item: item.config.name.clone(),
                             setting: target.setting.to_string(),
                             target: name.to_string(),
@@ -236,7 +245,7 @@ impl Registry {
                             } else {
                                 to.class.accepts.join(", ")
                             },
-                        });
+                        })));
                     }
                 }
             }

@@ -291,11 +291,13 @@ function pageProduction(root) {
     } catch (e) {
       say(panelMsg, `${name}: ${action} failed: ${e.message}`, 'error');
     } finally {
-      btn.disabled = false;
+      btn.disabled = false; // disabling dropped the focus: give it back to the (possibly re-rendered) button
+      if (document.activeElement === document.body) panel.querySelector(`[data-act="${action}"]`)?.focus();
     }
   }
 
   async function prodAction(action) {
+    const clicked = prodButtons[['start', 'stop', 'update'].indexOf(action)];
     prodButtons.forEach((b) => { b.disabled = true; });
     try {
       const res = await api(`/api/production/${action}`, { method: 'POST' });
@@ -305,6 +307,7 @@ function pageProduction(root) {
     }
     prodButtons.forEach((b) => { b.disabled = false; });
     await refresh();
+    if (document.activeElement === document.body) (prodButtons.find((b) => b === clicked && !b.disabled) || prodButtons.find((b) => !b.disabled))?.focus();
   }
 
   async function refresh() {
@@ -422,7 +425,7 @@ async function pageTest(root, r) {
 }
 
 // ---------------------------------------------------------------- message detail (messages + trace)
-function messageDetail(m) {
+function messageDetail(m, onClose) {
   const out = h('div', { 'aria-live': 'polite' });
   const resendBtn = h('button', { type: 'button', onclick: resend }, 'Resend');
   async function resend() {
@@ -442,7 +445,8 @@ function messageDetail(m) {
   }
   const row = (k, v, cls) => h('tr', { class: cls }, h('th', { scope: 'row' }, k), h('td', {}, v));
   return h('div', { class: 'msg-detail' },
-    h('h2', { tabindex: '-1' }, `Message ${m.id}`),
+    h('div', { class: 'panel-head' }, h('h2', { tabindex: '-1' }, `Message ${m.id}`),
+      onClose ? h('button', { type: 'button', class: 'close', 'aria-label': 'Close message', onclick: onClose }, '×') : null),
     h('table', { class: 'kv' }, h('tbody', {},
       row('Type', m.type), row('Kind', m.kind), row('Status', statusBadge(m)),
       row('Source', m.source), row('Target', m.target),
@@ -529,9 +533,11 @@ function pageMessages(root, r) {
     detail.replaceChildren(h('p', { class: 'muted' }, `Loading message ${id}…`));
     try {
       const m = await api(`/api/messages/${enc(id)}`);
-      detail.replaceChildren(
-        h('div', { class: 'panel-head' }, h('span'), h('button', { type: 'button', class: 'close', 'aria-label': 'Close message', onclick: () => { detail.hidden = true; } }, '×')),
-        messageDetail(m));
+      detail.replaceChildren(messageDetail(m, () => {
+        detail.hidden = true;
+        selectedId = null;
+        for (const tr of tbody.rows) tr.classList.remove('selected');
+      }));
       detail.querySelector('h2').focus({ preventScroll: true });
       if (detail.getBoundingClientRect().top > window.innerHeight) detail.scrollIntoView({ block: 'start' });
     } catch (e) {
@@ -549,9 +555,9 @@ function drawTrace(msgs, onSelect) {
   const names = [];
   for (const m of msgs) for (const n of [m.source, m.target]) if (!names.includes(nameOf(n))) names.push(nameOf(n));
   const label = (m) => `${m.type || '?'} #${m.id}`;
-  const widest = Math.max(...names.map((n) => n.length * 7.6 + 28), ...msgs.map((m) => label(m).length * 6.4 + 24));
+  const widest = Math.max(...names.map((n) => n.length * 7.4 + 24), ...msgs.map((m) => label(m).length * 5.8 + 12));
   const LANE = Math.round(Math.min(280, Math.max(140, widest)));
-  const LEFT = 92; const ROW = 32; const BOX = 28; const TOP = 48;
+  const LEFT = 84; const ROW = 32; const BOX = 28; const TOP = 48;
   const bottomBoxes = msgs.length > 12;
   const W = LEFT + names.length * LANE + 10;
   const H = TOP + msgs.length * ROW + (bottomBoxes ? BOX + 18 : 10);
@@ -619,11 +625,16 @@ async function pageTrace(root, r) {
     try {
       const data = await api('/api/messages?limit=200');
       const seen = new Map();
-      for (const m of data.messages || []) seen.set(m.session_id, m); // oldest message of each session wins
+      const failed = new Set();
+      for (const m of data.messages || []) {
+        seen.set(m.session_id, m); // newest first, so the oldest message of each session wins
+        if (isErr(m)) failed.add(m.session_id);
+      }
       const list = [...seen.values()].sort((a, b) => b.session_id - a.session_id).slice(0, 25);
       root.append(h('h2', {}, 'Recent sessions'), list.length
         ? h('ul', { class: 'sessions' }, list.map((m) => h('li', {}, h('a', { href: traceHref(m.session_id) }, `Session ${m.session_id}`),
-          ' ', h('span', { class: 'muted' }, `${fmtTime(m.created)} · ${m.source} → ${m.target} · ${m.type}`))))
+          ' ', h('span', { class: 'muted' }, `${fmtTime(m.created)} · ${m.source} → ${m.target} · ${m.type}`),
+          failed.has(m.session_id) ? [' ', h('span', { class: 'bad' }, '· error')] : null)))
         : h('p', { class: 'muted' }, 'No messages yet.'));
     } catch (e) {
       say(msg, `Cannot load recent sessions: ${e.message}`, 'error');
@@ -685,9 +696,9 @@ function pageLog(root, r) {
       say(msg, '');
       info.textContent = `${events.length} events, newest first · loaded ${new Date().toLocaleTimeString()}`;
       tbody.replaceChildren(...events.map((ev) => h('tr', { class: LEVELS.includes(ev.level) ? `lvl-${ev.level}` : '' },
-        h('td', { class: 'nowrap' }, timeEl(ev.time)),
-        h('td', {}, h('span', { class: 'level' }, ev.level)),
-        h('td', {}, ev.item ?? '—'),
+        h('td', { class: 'shrink' }, timeEl(ev.time)),
+        h('td', { class: 'shrink' }, h('span', { class: 'level' }, ev.level)),
+        h('td', { class: 'shrink' }, ev.item ?? '—'),
         h('td', { class: 'log-text' }, ev.text))));
       if (!events.length) tbody.append(h('tr', {}, h('td', { colspan: 4, class: 'muted' }, 'No events match.')));
     } catch (e) {

@@ -15,8 +15,16 @@ pub const INDEX_HTML: &str = include_str!("../assets/index.html");
 
 /// Static assets served under `/portal/assets/`: `(file name, content type, content)`.
 pub const ASSETS: &[(&str, &str, &str)] = &[
-    ("app.js", "text/javascript; charset=utf-8", include_str!("../assets/app.js")),
-    ("style.css", "text/css; charset=utf-8", include_str!("../assets/style.css")),
+    (
+        "app.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../assets/app.js"),
+    ),
+    (
+        "style.css",
+        "text/css; charset=utf-8",
+        include_str!("../assets/style.css"),
+    ),
 ];
 
 /// Registers the portal routes (`GET /portal`, `/portal/assets/*`, SPA fallback).
@@ -56,7 +64,8 @@ mod tests {
 
     async fn get(path: &str) -> (StatusCode, String, String, String) {
         let app = awtest::init_service(App::new().configure(configure)).await;
-        let res = awtest::call_service(&app, awtest::TestRequest::get().uri(path).to_request()).await;
+        let res =
+            awtest::call_service(&app, awtest::TestRequest::get().uri(path).to_request()).await;
         let status = res.status();
         let h = |name| {
             res.headers()

@@ -180,6 +180,9 @@ pub struct UpdateReport {
     pub unchanged: Vec<String>,
 }
 
+/// Items by name, and their names in config order.
+type ItemTable = (HashMap<String, Arc<Item>>, Vec<String>);
+
 struct Core {
     registry: Arc<Registry>,
     config: RwLock<ProductionConfig>,
@@ -187,7 +190,7 @@ struct Core {
     store: Arc<dyn MessageStore>,
     db: EmbeddedDb,
     /// Items by name, and their order in the config file.
-    items: RwLock<(HashMap<String, Arc<Item>>, Vec<String>)>,
+    items: RwLock<ItemTable>,
     arbiters: Vec<Arbiter>,
     next_arbiter: AtomicUsize,
     running: AtomicBool,

@@ -19,7 +19,13 @@ use tokio::sync::oneshot;
 
 use crate::error::StoreError;
 
-pub use sqlite::{EmbeddedDb, NullStore, SqliteStore};
+pub use sqlite::{EmbeddedDb, NullStore, SqliteStore, MIGRATIONS};
+
+/// The store's table definitions, for benchmarks that write the same rows bare.
+#[doc(hidden)]
+pub mod schema_for_bench {
+    pub use super::schema::message;
+}
 
 /// Request or reply.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -447,7 +447,7 @@ mod validation {
     #[test]
     fn ill_typed_setting_is_named() {
         let e = one_error(&CHAIN.replace("label = \"a\"", "label = \"a\"\nsleep_ms = \"soon\""));
-        assert!(e.contains("item 'A'") && e.contains("soon"), "{e}");
+        assert!(e.contains("item 'A'") && e.contains("soon") && e.contains("sleep_ms"), "{e}");
     }
 
     #[test]
