@@ -4,6 +4,7 @@
 //! `[production] http` address, and gives the operator a CLI over that API.
 
 pub mod api;
+pub mod cli;
 pub mod server;
 
 use interop::Registry;
@@ -15,5 +16,8 @@ pub fn registry() -> Registry {
     op_file::register(&mut registry);
     op_iris::register(&mut registry);
     proc_router::register(&mut registry);
+    svc_csv::register(&mut registry);
+    op_postgres::register(&mut registry);
+    svc_rest::register(&mut registry);
     registry
 }

@@ -554,16 +554,23 @@ fn open_csv(path: &Path, delimiter: u8) -> Result<Opened, String> {
     if start.starts_with(b"\xEF\xBB\xBF") {
         input.consume(3);
     }
+    // Records end at '\n' only, and a '\r' before it is stripped in `field`: with the
+    // csv crate's default CRLF terminator, line numbers after a "\r\n" lag by one.
     let mut reader = csv::ReaderBuilder::new()
         .delimiter(delimiter)
+        .terminator(csv::Terminator::Any(b'\n'))
         .has_headers(false)
         .flexible(true)
         .from_reader(input);
     let mut header = csv::ByteRecord::new();
-    match reader.read_byte_record(&mut header) {
-        Ok(true) => {}
-        Ok(false) => return Ok(Opened::Empty),
-        Err(e) => return Err(format!("cannot read the header: {e}")),
+    // The header is the first line that is not blank.
+    loop {
+        match reader.read_byte_record(&mut header) {
+            Ok(true) if header.len() == 1 && field(&header, 0).trim_ascii().is_empty() => {}
+            Ok(true) => break,
+            Ok(false) => return Ok(Opened::Empty),
+            Err(e) => return Err(format!("cannot read the header: {e}")),
+        }
     }
     let names: Vec<String> = header
         .iter()
@@ -604,6 +611,8 @@ impl RowReader {
         let mut rows = Vec::with_capacity(max);
         while rows.len() < max {
             match self.reader.read_byte_record(&mut self.record) {
+                // A blank line ("\r\n" read up to '\n') is no row.
+                Ok(true) if self.record.len() == 1 && field(&self.record, 0).is_empty() => {}
                 Ok(true) => rows.push(self.parse()),
                 Ok(false) => return (rows, ChunkEnd::Eof),
                 Err(e) => {
@@ -631,7 +640,7 @@ impl RowReader {
         }
         let mut text = [""; 3];
         for ((slot, column), name) in text.iter_mut().zip(self.columns).zip(REQUIRED_COLUMNS) {
-            let bytes = record.get(column).unwrap_or_default();
+            let bytes = field(record, column);
             match std::str::from_utf8(bytes) {
                 Ok(s) => *slot = s,
                 Err(_) => return bad(format!("column '{name}': invalid UTF-8")),
@@ -649,6 +658,16 @@ impl RowReader {
             },
             Err(_) => bad(format!("column 'id': {id:?} is not an integer")),
         }
+    }
+}
+
+/// A field without the '\r' of a CRLF line end (records are split at '\n' only).
+fn field(record: &csv::ByteRecord, index: usize) -> &[u8] {
+    let bytes = record.get(index).unwrap_or_default();
+    if index + 1 == record.len() {
+        bytes.strip_suffix(b"\r").unwrap_or(bytes)
+    } else {
+        bytes
     }
 }
 

@@ -1,0 +1,320 @@
+//! The formation production end to end: CSV files dropped in the inbox flow through the
+//! router into the text file, the embedded SQLite and a real PostgreSQL; bad files and a
+//! PostgreSQL that is down are handled without losing or inventing rows.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use diesel::prelude::*;
+use diesel::sql_types::BigInt;
+use interop::store::{EventFilter, MessageFilter};
+use interop::{Production, ProductionConfig};
+
+/// A scratch PostgreSQL database, dropped at the end of the test.
+struct ScratchDb {
+    admin: String,
+    name: String,
+    url: String,
+}
+
+impl ScratchDb {
+    fn new(tag: &str) -> Self {
+        let admin = std::env::var("DATABASE_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+        let name = format!("interop_formation_{tag}_{}", std::process::id());
+        let mut c = PgConnection::establish(&admin).expect("PostgreSQL at DATABASE_URL");
+        diesel::sql_query(format!("DROP DATABASE IF EXISTS {name}"))
+            .execute(&mut c)
+            .unwrap();
+        diesel::sql_query(format!("CREATE DATABASE {name}"))
+            .execute(&mut c)
+            .unwrap();
+        let base = admin.rsplit_once('/').map(|(b, _)| b).unwrap_or(&admin);
+        let url = format!("{base}/{name}");
+        Self { admin, name, url }
+    }
+
+    fn count(&self) -> i64 {
+        let mut c = PgConnection::establish(&self.url).unwrap();
+        diesel::sql_query("SELECT count(*) AS n FROM formation")
+            .get_result::<Count>(&mut c)
+            .map(|r| r.n)
+            .unwrap_or(-1)
+    }
+}
+
+impl Drop for ScratchDb {
+    fn drop(&mut self) {
+        if let Ok(mut c) = PgConnection::establish(&self.admin) {
+            let _ = diesel::sql_query(format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name))
+                .execute(&mut c);
+        }
+    }
+}
+
+#[derive(QueryableByName)]
+struct Count {
+    #[diesel(sql_type = BigInt)]
+    n: i64,
+}
+
+struct Setup {
+    _dir: tempfile::TempDir,
+    root: PathBuf,
+    production: Production,
+}
+
+impl Setup {
+    async fn start(pg_url: Option<&str>, pg_extra: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().to_path_buf();
+        let (enabled, url) = match pg_url {
+            Some(u) => (true, u.to_string()),
+            None => (false, "postgres://nobody@127.0.0.1:1/none".to_string()),
+        };
+        let text = format!(
+            r#"
+[production]
+name = "Formation test"
+data_dir = "{root}/data"
+default_timeout_ms = 20000
+
+[[item]]
+name = "ServiceCSV"
+class = "svc-csv"
+[item.settings]
+path = "{root}/in"
+archive_path = "{root}/archive"
+error_path = "{root}/error"
+call_interval_ms = 50
+
+[[item]]
+name = "Router"
+class = "proc-router"
+[item.settings]
+postgres_rule = "always"
+
+[[item]]
+name = "FileOperation"
+class = "op-file"
+[item.settings]
+path = "{root}/out"
+
+[[item]]
+name = "IrisOperation"
+class = "op-iris"
+
+[[item]]
+name = "PostgresOperation"
+class = "op-postgres"
+enabled = {enabled}
+[item.settings]
+url = "{url}"
+{pg_extra}
+"#,
+            root = root.display()
+        );
+        let config = ProductionConfig::parse(&text, "formation-test.toml").unwrap();
+        let production = Production::start(config, Arc::new(production::registry()), None)
+            .await
+            .unwrap();
+        Setup {
+            _dir: dir,
+            root,
+            production,
+        }
+    }
+
+    /// Drop a file into the inbox the way writers should: write, then rename.
+    fn drop_file(&self, name: &str, content: &[u8]) {
+        let part = self.root.join(format!("{name}.part"));
+        std::fs::create_dir_all(self.root.join("in")).unwrap();
+        std::fs::write(&part, content).unwrap();
+        std::fs::rename(&part, self.root.join("in").join(name)).unwrap();
+    }
+
+    async fn wait_for(&self, what: &str, timeout: Duration, cond: impl Fn(&Self) -> bool) {
+        let started = Instant::now();
+        while !cond(self) {
+            assert!(started.elapsed() < timeout, "timed out waiting for {what}");
+            actix_rt::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    fn in_folder(&self, folder: &str, name: &str) -> bool {
+        self.root.join(folder).join(name).exists()
+    }
+
+    fn file_lines(&self) -> Vec<String> {
+        std::fs::read_to_string(self.root.join("out/formation.txt"))
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+
+    fn training_count(&self) -> i64 {
+        let db = self.production.embedded_db().clone();
+        db.read_blocking(|c| {
+            diesel::sql_query("SELECT count(*) AS n FROM training")
+                .get_result::<Count>(c)
+                .map(|r| r.n)
+        })
+        .unwrap()
+    }
+
+    async fn events(&self, level: &str) -> Vec<String> {
+        self.production.store().flush().await.unwrap();
+        self.production
+            .store()
+            .events(&EventFilter {
+                level: Some(level.into()),
+                limit: Some(5000),
+                ..Default::default()
+            })
+            .unwrap()
+            .into_iter()
+            .map(|e| e.text)
+            .collect()
+    }
+}
+
+fn sample() -> Vec<u8> {
+    std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/samples/formation.csv"))
+        .unwrap()
+}
+
+fn generated(first: i64, n: i64) -> Vec<u8> {
+    let mut s = String::from("id;nom;salle\n");
+    for i in first..first + n {
+        s.push_str(&format!("{i};Formation n°{i};Salle {}\n", i % 7));
+    }
+    s.into_bytes()
+}
+
+#[actix_rt::test]
+async fn csv_rows_reach_the_file_the_embedded_db_and_postgres_with_one_trace_each() {
+    let pg = ScratchDb::new("e2e");
+    let s = Setup::start(Some(&pg.url), "").await;
+    s.drop_file("formation.csv", &sample());
+    s.drop_file("big.csv", &generated(1000, 3000));
+    s.wait_for("both files archived", Duration::from_secs(60), |s| {
+        s.in_folder("archive", "formation.csv") && s.in_folder("archive", "big.csv")
+    })
+    .await;
+
+    let lines = s.file_lines();
+    assert_eq!(lines.len(), 3004);
+    assert!(lines.contains(&"3 : salle3 : formation3".to_string()), "{:?}", &lines[..4]);
+    assert_eq!(s.training_count(), 3004);
+    assert_eq!(pg.count(), 3004);
+
+    // One session per row, each with the expected hops in order.
+    let p = &s.production;
+    p.store().flush().await.unwrap();
+    let firsts = p
+        .store()
+        .messages(&MessageFilter {
+            source: Some("ServiceCSV".into()),
+            limit: Some(10),
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(firsts.len(), 10);
+    for first in firsts {
+        let trace = p.store().trace(first.session_id).unwrap();
+        let hops: Vec<(String, String, String)> = trace
+            .iter()
+            .map(|m| (m.source.clone(), m.target.clone(), m.type_name.clone()))
+            .collect();
+        let h = |a: &str, b: &str, t: &str| (a.to_string(), b.to_string(), t.to_string());
+        assert_eq!(
+            hops,
+            [
+                h("ServiceCSV", "Router", "FormationRequest"),
+                h("Router", "FileOperation", "FormationRequest"),
+                h("FileOperation", "Router", "FormationStored"),
+                h("Router", "IrisOperation", "TrainingIrisRequest"),
+                h("IrisOperation", "Router", "TrainingIrisResponse"),
+                h("Router", "PostgresOperation", "FormationRequest"),
+                h("PostgresOperation", "Router", "FormationStored"),
+                h("Router", "ServiceCSV", "FormationResponse"),
+            ]
+        );
+        assert!(trace.iter().all(|m| m.status == "completed"));
+    }
+    let info = s.events("info").await;
+    assert!(
+        info.iter().any(|e| e.contains("big.csv") && e.contains("3000 rows read") && e.contains("3000 sent")),
+        "{info:?}"
+    );
+    p.stop().await;
+}
+
+#[actix_rt::test]
+async fn bad_files_and_rows_are_counted_and_reported_exactly() {
+    let s = Setup::start(None, "").await;
+    s.drop_file("missing.csv", b"id;nom\n1;x\n");
+    s.drop_file("empty.csv", b"");
+    s.drop_file(
+        "mixed.csv",
+        "\u{feff}salle;id;nom\r\nA;10;ok\r\nB;eleven;bad id\r\nC;12\r\nD;13;\"quoted; with ;\"\r\nE;14;Ünïcødé 中文\r\n".as_bytes(),
+    );
+    s.wait_for("files handled", Duration::from_secs(30), |s| {
+        s.in_folder("error", "missing.csv")
+            && s.in_folder("error", "empty.csv")
+            && s.in_folder("archive", "mixed.csv")
+    })
+    .await;
+    let lines = s.file_lines();
+    assert_eq!(
+        lines,
+        ["10 : A : ok", "13 : D : quoted; with ;", "14 : E : Ünïcødé 中文"]
+    );
+    assert_eq!(s.training_count(), 3);
+    let errors = s.events("error").await;
+    let has = |needle: &[&str]| errors.iter().any(|e| needle.iter().all(|n| e.contains(n)));
+    assert!(has(&["missing.csv", "salle"]), "{errors:?}");
+    assert!(has(&["empty.csv"]), "{errors:?}");
+    assert!(has(&["mixed.csv", "line 3"]), "{errors:?}");
+    assert!(has(&["mixed.csv", "line 4"]), "{errors:?}");
+    s.production.stop().await;
+}
+
+#[actix_rt::test]
+async fn with_postgres_down_rows_reach_the_other_sinks_and_postgres_sends_end_as_errors() {
+    // Nothing listens on port 1: every connection is refused.
+    let s = Setup::start(
+        Some("postgres://demo:s3cret@127.0.0.1:1/DemoData"),
+        "retry_interval_ms = 50\nfailure_timeout_ms = 300",
+    )
+    .await;
+    s.drop_file("formation.csv", &sample());
+    s.wait_for("file archived", Duration::from_secs(30), |s| {
+        s.in_folder("archive", "formation.csv")
+    })
+    .await;
+    assert_eq!(s.file_lines().len(), 4);
+    assert_eq!(s.training_count(), 4);
+    let p = &s.production;
+    p.store().flush().await.unwrap();
+    let failed = p
+        .store()
+        .messages(&MessageFilter {
+            target: Some("PostgresOperation".into()),
+            status: Some("error".into()),
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(failed.len(), 4, "each Postgres request ends as an error, resendable");
+    for m in &failed {
+        let text = m.error_text.clone().unwrap_or_default();
+        assert!(text.contains("127.0.0.1:1"), "{text}");
+        assert!(!text.contains("s3cret"), "password leaked: {text}");
+    }
+    let warns = s.events("warn").await;
+    assert!(warns.iter().all(|w| !w.contains("s3cret")));
+    assert!(p.item("PostgresOperation").unwrap().view().errors >= 4);
+    p.stop().await;
+}
