@@ -1,0 +1,375 @@
+//! Benchmarks of interop-rs, each against a bare baseline measured in the same run.
+//! Run through `scripts/bench` (release build); figures go to BENCHMARKS.md.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clap::{Parser, Subcommand};
+use diesel::connection::SimpleConnection;
+use diesel::prelude::*;
+use diesel_migrations::MigrationHarness;
+use futures_util::stream::{FuturesUnordered, StreamExt};
+use interop::prelude::*;
+use interop::store::MessageRow;
+use interop::{Production, ProductionConfig};
+
+#[derive(Parser)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Sync request/reply round trips through the production, store on and off, and the
+    /// same rows written straight to SQLite.
+    Runtime {
+        /// Request/reply pairs per measurement.
+        #[arg(long, default_value_t = 200_000)]
+        pairs: usize,
+        /// Sessions in flight at once.
+        #[arg(long, default_value_t = 512)]
+        in_flight: usize,
+    },
+    /// Write a formation CSV of `rows` rows (ids from 1).
+    GenCsv {
+        #[arg(long)]
+        rows: usize,
+        #[arg(long)]
+        out: std::path::PathBuf,
+    },
+    /// Ingest a CSV through the formation production (svc-csv -> router -> op-file +
+    /// op-iris [+ op-postgres]) with the full trace; prints rows/s and peak RSS.
+    Ingest {
+        #[arg(long)]
+        csv: std::path::PathBuf,
+        /// PostgreSQL URL; without it the PostgreSQL operation is disabled.
+        #[arg(long)]
+        postgres: Option<String>,
+        #[arg(long, default_value_t = 512)]
+        in_flight: usize,
+    },
+    /// The bare loop: the same file lines and SQLite upserts with no framework.
+    IngestBaseline {
+        #[arg(long)]
+        csv: std::path::PathBuf,
+        /// Commit every row instead of once for the whole file.
+        #[arg(long)]
+        commit_per_row: bool,
+    },
+}
+
+/// Peak resident set size of this process, in MiB (Linux `VmHWM`).
+fn peak_rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<f64>().ok())
+        })
+        .map(|kb| kb / 1024.0)
+        .unwrap_or(f64::NAN)
+}
+
+fn gen_csv(rows: usize, out: &std::path::Path) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut w = std::io::BufWriter::new(std::fs::File::create(out)?);
+    writeln!(w, "id;nom;salle")?;
+    for i in 1..=rows {
+        writeln!(w, "{i};Formation {} niveau {};Salle {}", i % 97, i % 5, i % 7)?;
+    }
+    w.flush()?;
+    Ok(())
+}
+
+async fn ingest(csv: &std::path::Path, postgres: Option<&str>, in_flight: usize) -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let root = dir.path().display().to_string();
+    let rows = std::io::BufRead::lines(std::io::BufReader::new(std::fs::File::open(csv)?)).count() - 1;
+    let (enabled, url, rule) = match postgres {
+        Some(u) => ("true", u.to_string(), "always"),
+        None => ("false", "postgres://nobody@127.0.0.1:1/none".to_string(), "never"),
+    };
+    let text = format!(
+        r#"[production]
+name = "bench"
+data_dir = "{root}/data"
+[[item]]
+name = "ServiceCSV"
+class = "svc-csv"
+[item.settings]
+path = "{root}/in"
+call_interval_ms = 20
+max_in_flight = {in_flight}
+[[item]]
+name = "Router"
+class = "proc-router"
+[item.settings]
+postgres_rule = "{rule}"
+[[item]]
+name = "FileOperation"
+class = "op-file"
+[item.settings]
+path = "{root}/out"
+[[item]]
+name = "IrisOperation"
+class = "op-iris"
+[[item]]
+name = "PostgresOperation"
+class = "op-postgres"
+enabled = {enabled}
+[item.settings]
+url = "{url}"
+"#
+    );
+    let config = ProductionConfig::parse(&text, "bench")?;
+    let p = Production::start(config, Arc::new(production::registry()), None).await?;
+    std::fs::create_dir_all(dir.path().join("in"))?;
+    let staged = dir.path().join("staged.part");
+    std::fs::copy(csv, &staged)?;
+    let started = Instant::now();
+    std::fs::rename(&staged, dir.path().join("in/bench.csv"))?;
+    let archived = dir.path().join("in/archive/bench.csv");
+    while !archived.exists() {
+        actix_rt::time::sleep(Duration::from_millis(5)).await;
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    p.store().flush().await?;
+    let lines = std::io::BufRead::lines(std::io::BufReader::new(std::fs::File::open(
+        dir.path().join("out/formation.txt"),
+    )?))
+    .count();
+    let messages = p.store().next_id() - 1;
+    p.stop().await;
+    anyhow::ensure!(lines == rows, "expected {rows} lines in the file, found {lines}");
+    println!(
+        "ingest: {rows} rows in {elapsed:.2} s = {:.0} rows/s, {messages} messages stored, peak RSS {:.1} MiB{}",
+        rows as f64 / elapsed,
+        peak_rss_mib(),
+        if postgres.is_some() { ", with PostgreSQL" } else { "" }
+    );
+    Ok(())
+}
+
+fn ingest_baseline(csv: &std::path::Path, commit_per_row: bool) -> anyhow::Result<()> {
+    use std::io::Write;
+    let dir = tempfile::tempdir()?;
+    let mut c = SqliteConnection::establish(&dir.path().join("production.db").to_string_lossy())?;
+    c.batch_execute("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;")?;
+    c.run_pending_migrations(interop::store::MIGRATIONS)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut out = std::io::BufWriter::new(std::fs::File::create(dir.path().join("formation.txt"))?);
+    let started = Instant::now();
+    let mut reader = csv::ReaderBuilder::new().delimiter(b';').from_path(csv)?;
+    let mut rows = 0usize;
+    let mut upsert = |c: &mut SqliteConnection, id: i64, nom: &str, salle: &str| -> QueryResult<usize> {
+        diesel::sql_query(
+            "INSERT INTO training (id, name, room) VALUES (?, ?, ?) \
+             ON CONFLICT (id) DO UPDATE SET name = excluded.name, room = excluded.room",
+        )
+        .bind::<diesel::sql_types::BigInt, _>(id)
+        .bind::<diesel::sql_types::Text, _>(nom)
+        .bind::<diesel::sql_types::Text, _>(salle)
+        .execute(c)
+    };
+    if !commit_per_row {
+        c.batch_execute("BEGIN IMMEDIATE")?;
+    }
+    for record in reader.records() {
+        let r = record?;
+        let (id, nom, salle) = (r[0].parse::<i64>()?, &r[1], &r[2]);
+        writeln!(out, "{id} : {salle} : {nom}")?;
+        upsert(&mut c, id, nom, salle)?;
+        rows += 1;
+    }
+    if !commit_per_row {
+        c.batch_execute("COMMIT")?;
+    }
+    out.flush()?;
+    let elapsed = started.elapsed().as_secs_f64();
+    println!(
+        "baseline ({}): {rows} rows in {elapsed:.2} s = {:.0} rows/s, peak RSS {:.1} MiB",
+        if commit_per_row { "commit per row" } else { "one transaction" },
+        rows as f64 / elapsed,
+        peak_rss_mib()
+    );
+    Ok(())
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct Ping {
+    n: i64,
+    text: String,
+}
+impl Message for Ping {
+    const TYPE_NAME: &'static str = "Ping";
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct Pong {
+    n: i64,
+}
+impl Message for Pong {
+    const TYPE_NAME: &'static str = "Pong";
+}
+
+request_set! {
+    enum EchoRequest { Ping(Ping) }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NoSettings {}
+
+/// The smallest operation: replies at once.
+struct Echo;
+
+impl BusinessOperation for Echo {
+    const CLASS: &'static str = "bench-echo";
+    type Settings = NoSettings;
+    type Request = EchoRequest;
+    fn new(_: NoSettings, _: &HostContext) -> HostResult<Self> {
+        Ok(Echo)
+    }
+    async fn on_message(&mut self, _: &MessageContext, r: EchoRequest) -> HostResult<AnyMessage> {
+        let EchoRequest::Ping(p) = r;
+        AnyMessage::new(&Pong { n: p.n })
+    }
+}
+
+fn ping(n: i64) -> Ping {
+    Ping {
+        n,
+        text: "Introduction à IRIS, salle A".into(),
+    }
+}
+
+async fn runtime_round_trips(persist: bool, pairs: usize, in_flight: usize) -> anyhow::Result<f64> {
+    let dir = tempfile::tempdir()?;
+    let text = format!(
+        "[production]\nname = \"bench\"\ndata_dir = \"{}\"\npersist_messages = {persist}\n\n\
+         [[item]]\nname = \"Echo\"\nclass = \"bench-echo\"\n",
+        dir.path().display()
+    );
+    let config = ProductionConfig::parse(&text, "bench")?;
+    let mut registry = Registry::new();
+    registry.message::<Pong>().operation::<Echo>();
+    let p = Production::start(config, Arc::new(registry), None).await?;
+    let message = AnyMessage::new(&ping(1))?;
+    let started = Instant::now();
+    let mut pending = FuturesUnordered::new();
+    let mut sent = 0;
+    let mut done = 0;
+    while done < pairs {
+        while sent < pairs && pending.len() < in_flight {
+            let p = p.clone();
+            let m = message.clone();
+            pending.push(async move { p.send("Bench", "Echo", m).await });
+            sent += 1;
+        }
+        if let Some(r) = pending.next().await {
+            r.result?;
+            done += 1;
+        }
+    }
+    let rate = pairs as f64 / started.elapsed().as_secs_f64();
+    p.stop().await;
+    Ok(rate)
+}
+
+/// The bare baseline: the same header + body rows (request, reply, request status)
+/// written with diesel to the same schema, committing every `batch` pairs.
+fn baseline_rows(pairs: usize, batch: usize) -> anyhow::Result<f64> {
+    use interop::store::schema_for_bench::message;
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("production.db");
+    let mut c = SqliteConnection::establish(&path.to_string_lossy())?;
+    c.batch_execute("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;")?;
+    c.run_pending_migrations(interop::store::MIGRATIONS)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let body = serde_json::to_string(&ping(1))?;
+    let reply = serde_json::to_string(&Pong { n: 1 })?;
+    let started = Instant::now();
+    let mut id = 0i64;
+    let mut done = 0;
+    while done < pairs {
+        let n = batch.min(pairs - done);
+        c.immediate_transaction(|c| -> QueryResult<()> {
+            for _ in 0..n {
+                id += 2;
+                let now = interop::store::now();
+                let row = |id, kind: &str, status: &str, body: &str| MessageRow {
+                    id,
+                    session_id: id,
+                    parent_id: None,
+                    source: "Bench".into(),
+                    target: "Echo".into(),
+                    type_name: "Ping".into(),
+                    kind: kind.into(),
+                    status: status.into(),
+                    is_error: false,
+                    error_text: None,
+                    created: now.clone(),
+                    processed: None,
+                    body: body.into(),
+                };
+                diesel::insert_into(message::table)
+                    .values(&row(id - 1, "request", "queued", &body))
+                    .execute(c)?;
+                diesel::insert_into(message::table)
+                    .values(&row(id, "reply", "completed", &reply))
+                    .execute(c)?;
+                diesel::update(message::table.find(id - 1))
+                    .set((message::status.eq("completed"), message::processed.eq(&now)))
+                    .execute(c)?;
+            }
+            Ok(())
+        })?;
+        done += n;
+    }
+    Ok(pairs as f64 / started.elapsed().as_secs_f64())
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Runtime { pairs, in_flight } => {
+            let system = actix::System::new();
+            let (on, off) = system.block_on(async {
+                // Warm up once so the first measurement does not pay for page faults.
+                runtime_round_trips(true, pairs / 10, in_flight).await?;
+                let on = runtime_round_trips(true, pairs, in_flight).await?;
+                let off = runtime_round_trips(false, pairs, in_flight).await?;
+                anyhow::Ok((on, off))
+            })?;
+            let bare = baseline_rows(pairs, 512)?;
+            let bare_each = baseline_rows(pairs / 20, 1)?;
+            println!("runtime: {pairs} sync request/reply pairs, {in_flight} sessions in flight");
+            println!("  production, message store on   {on:>10.0} pairs/s");
+            println!("  production, message store off  {off:>10.0} pairs/s");
+            println!("  bare SQLite rows, 512 pairs/commit {bare:>10.0} pairs/s");
+            println!("  bare SQLite rows, 1 pair/commit    {bare_each:>10.0} pairs/s");
+            println!(
+                "  ratio bare(batched)/production(store on) = {:.2}x; store on/off = {:.2}",
+                bare / on,
+                on / off
+            );
+        }
+        Command::GenCsv { rows, out } => gen_csv(rows, &out)?,
+        Command::Ingest {
+            csv,
+            postgres,
+            in_flight,
+        } => {
+            let system = actix::System::new();
+            system.block_on(ingest(&csv, postgres.as_deref(), in_flight))?;
+        }
+        Command::IngestBaseline {
+            csv,
+            commit_per_row,
+        } => ingest_baseline(&csv, commit_per_row)?,
+    }
+    Ok(())
+}
