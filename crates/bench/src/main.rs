@@ -314,6 +314,7 @@ fn baseline_rows(pairs: usize, batch: usize) -> anyhow::Result<f64> {
                     created: now.clone(),
                     processed: None,
                     body: body.into(),
+                    session_key: None,
                 };
                 diesel::insert_into(message::table)
                     .values(&row(id - 1, "request", "queued", &body))

@@ -54,6 +54,9 @@ pub enum SendError {
     Store(String),
     #[error("the production is stopping")]
     ShuttingDown,
+    /// A keyed input that was already accepted (see `ServiceContext::send_request_keyed`).
+    #[error("an input with key '{0}' was already accepted")]
+    Duplicate(String),
 }
 
 impl SendError {
@@ -77,4 +80,6 @@ pub enum StoreError {
     Query(String),
     #[error("message store is closed")]
     Closed,
+    #[error("an input with key '{0}' was already accepted")]
+    Duplicate(String),
 }

@@ -83,6 +83,8 @@ pub struct Call {
     pub message: AnyMessage,
     /// Per-call timeout; `None` uses the production's default.
     pub timeout: Option<Duration>,
+    /// Idempotency key of a new session (see `ServiceContext::send_request_keyed`).
+    pub key: Option<String>,
 }
 
 /// A request's reply together with the ids it was stored under.
@@ -101,6 +103,11 @@ pub trait Dispatcher: Send + Sync + 'static {
     /// `Some(enabled)` for a known item, `None` for an unknown one.
     fn item_enabled(&self, item: &str) -> Option<bool>;
     fn embedded_db(&self) -> Option<EmbeddedDb>;
+    /// Whether a session began before this run of the production: its requests are
+    /// being re-delivered after a restart.
+    fn replayed(&self, _session_id: i64) -> bool {
+        false
+    }
 }
 
 /// What every host gets: its item name, the event log, the embedded database.
@@ -188,6 +195,7 @@ impl HostContext {
         session_id: Option<i64>,
         parent_id: Option<i64>,
         timeout: Option<Duration>,
+        key: Option<String>,
     ) -> CallReply {
         self.dispatcher
             .call(Call {
@@ -197,6 +205,7 @@ impl HostContext {
                 parent_id,
                 message,
                 timeout,
+                key,
             })
             .await
     }
@@ -264,9 +273,17 @@ impl MessageContext {
                 Some(self.session_id),
                 Some(self.request_id),
                 timeout,
+                None,
             )
             .await
             .result
+    }
+
+    /// Whether this request's session began before the production's current run: it is
+    /// being re-delivered after a restart, so work done before the crash may be done
+    /// already (check before writing twice).
+    pub fn replayed(&self) -> bool {
+        self.host.dispatcher.replayed(self.session_id)
     }
 
     /// A trace entry in the event log, shown with the session.
@@ -531,7 +548,34 @@ impl ServiceContext {
         timeout: Option<Duration>,
     ) -> CallReply {
         self.host
-            .call_raw(target, message, None, None, timeout)
+            .call_raw(target, message, None, None, timeout, None)
             .await
+    }
+
+    /// Send a request as a new session identified by `key` (e.g. file + line): if an
+    /// input with that key was already accepted, even before a restart, nothing is sent
+    /// and the reply is `Err(SendError::Duplicate)`. This is how an inbound service
+    /// resumes a half-read input without sending any row twice.
+    pub async fn send_request_keyed<M: Message>(
+        &self,
+        target: &str,
+        message: &M,
+        key: String,
+    ) -> CallReply {
+        match AnyMessage::new(message) {
+            Ok(message) => {
+                self.host
+                    .call_raw(target, message, None, None, None, Some(key))
+                    .await
+            }
+            Err(e) => CallReply {
+                session_id: 0,
+                request_id: 0,
+                result: Err(SendError::ErrorReply {
+                    target: target.to_string(),
+                    message: e.message,
+                }),
+            },
+        }
     }
 }

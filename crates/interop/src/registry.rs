@@ -40,8 +40,8 @@ impl ClassInfo {
 
 fn parse_settings<S: Settings>(table: &toml::Table) -> Result<serde_json::Value, String> {
     // The path tells which setting a type error is about ("sleep_ms: invalid type ...").
-    let settings: S = serde_path_to_error::deserialize(toml::Value::Table(table.clone()))
-        .map_err(|e| {
+    let settings: S =
+        serde_path_to_error::deserialize(toml::Value::Table(table.clone())).map_err(|e| {
             let path = e.path().to_string();
             let inner = e.into_inner();
             let text = inner.message().trim().to_string();

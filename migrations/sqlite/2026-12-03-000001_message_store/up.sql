@@ -13,9 +13,11 @@ CREATE TABLE message (
     error_text  TEXT,
     created     TEXT    NOT NULL,   -- RFC 3339, UTC, microseconds
     processed   TEXT,
-    body        TEXT    NOT NULL
+    body        TEXT    NOT NULL,
+    session_key TEXT                -- a service's idempotency key for the input that started the session
 );
 CREATE INDEX message_session ON message (session_id, id);
+CREATE UNIQUE INDEX message_session_key ON message (session_key) WHERE session_key IS NOT NULL;
 
 -- The event log (IRIS Ens.Util.Log): lifecycle, errors, alerts and trace entries.
 CREATE TABLE event_log (

@@ -199,6 +199,8 @@ struct Core {
     default_timeout: Duration,
     /// Serialises start/stop/update/enable/disable.
     control: tokio::sync::Mutex<()>,
+    /// The first message id of this run: sessions below it began before a restart.
+    first_id_of_run: i64,
     link: Weak<Core>,
 }
 
@@ -231,6 +233,12 @@ impl Dispatcher for Link {
 
     fn embedded_db(&self) -> Option<EmbeddedDb> {
         self.0.upgrade().map(|c| c.db.clone())
+    }
+
+    fn replayed(&self, session_id: i64) -> bool {
+        self.0
+            .upgrade()
+            .is_some_and(|c| session_id < c.first_id_of_run)
     }
 }
 
@@ -309,9 +317,12 @@ impl Core {
             created: now(),
             processed: None,
             body: call.message.json().to_string(),
+            session_key: call.key,
         };
-        if let Err(e) = self.store.insert(row).await {
-            return reply(Err(SendError::Store(e.to_string())));
+        match self.store.insert(row).await {
+            Ok(()) => {}
+            Err(StoreError::Duplicate(key)) => return reply(Err(SendError::Duplicate(key))),
+            Err(e) => return reply(Err(SendError::Store(e.to_string()))),
         }
         let timeout = call.timeout.unwrap_or(self.default_timeout);
         let result = self
@@ -402,6 +413,7 @@ impl Core {
                     created: processed.clone(),
                     processed: Some(processed.clone()),
                     body: reply.json().to_string(),
+                    session_key: None,
                 };
                 let update = StatusUpdate {
                     id,
@@ -437,6 +449,7 @@ impl Core {
                     created: processed.clone(),
                     processed: Some(processed.clone()),
                     body: serde_json::json!({ "error": error.message }).to_string(),
+                    session_key: None,
                 };
                 let update = StatusUpdate {
                     id,
@@ -719,6 +732,7 @@ impl Production {
             db.clone(),
             config.production.persist_messages,
         )?);
+        let first_id_of_run = store.next_id();
         let threads = config.production.worker_threads.unwrap_or(1).clamp(1, 64);
         let arbiters = (0..threads).map(|_| Arbiter::new()).collect();
         let mut map = HashMap::new();
@@ -744,6 +758,7 @@ impl Production {
             in_flight: AtomicI64::new(0),
             idle: Notify::new(),
             control: tokio::sync::Mutex::new(()),
+            first_id_of_run,
             link: link.clone(),
         });
         let production = Production { core };
@@ -890,6 +905,7 @@ impl Production {
                 parent_id: None,
                 message,
                 timeout: None,
+                key: None,
             })
             .await
     }

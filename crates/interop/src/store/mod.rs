@@ -147,6 +147,9 @@ pub struct MessageRow {
     pub created: String,
     pub processed: Option<String>,
     pub body: String,
+    /// Set on the first request of a session a service started with an idempotency key:
+    /// a second input with the same key is refused as a duplicate.
+    pub session_key: Option<String>,
 }
 
 /// A change of a stored message's status.

@@ -15,6 +15,7 @@ diesel::table! {
         created -> Text,
         processed -> Nullable<Text>,
         body -> Text,
+        session_key -> Nullable<Text>,
     }
 }
 

@@ -82,8 +82,9 @@ impl EmbeddedDb {
         }
         let url = path.to_string_lossy().to_string();
         let mut conn = SqliteConnection::establish(&url).map_err(|e| open_err(e.to_string()))?;
+        // busy_timeout first: switching to WAL waits for another connection's lock.
         conn.batch_execute(
-            "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000;\
+            "PRAGMA busy_timeout = 5000; PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;\
              PRAGMA foreign_keys = ON; PRAGMA temp_store = MEMORY;",
         )
         .map_err(|e| open_err(e.to_string()))?;
@@ -188,6 +189,8 @@ fn writer_loop(mut conn: SqliteConnection, mut rx: mpsc::UnboundedReceiver<Write
 
 fn write_batch(conn: &mut SqliteConnection, batch: &mut Vec<WriteOp>) {
     let mut dones: Vec<Done> = Vec::new();
+    // Writes refused one by one (a duplicate key), reported after the commit.
+    let mut refused: Vec<(Done, StoreError)> = Vec::new();
     let mut completions: Vec<Completion> = Vec::new();
     // Several status changes of one message in one batch collapse to the last one.
     let mut updates: HashMap<i64, StatusUpdate> = HashMap::new();
@@ -202,10 +205,22 @@ fn write_batch(conn: &mut SqliteConnection, batch: &mut Vec<WriteOp>) {
         for op in batch.drain(..) {
             match op {
                 WriteOp::Insert(row, done) => {
-                    diesel::insert_into(message::table)
-                        .values(&*row)
-                        .execute(c)?;
-                    dones.extend(done);
+                    let inserted = if row.session_key.is_some() {
+                        diesel::insert_or_ignore_into(message::table)
+                            .values(&*row)
+                            .execute(c)?
+                    } else {
+                        diesel::insert_into(message::table)
+                            .values(&*row)
+                            .execute(c)?
+                    };
+                    match (inserted, done) {
+                        (0, Some(done)) => {
+                            let key = row.session_key.clone().unwrap_or_default();
+                            refused.push((done, StoreError::Duplicate(key)));
+                        }
+                        (_, done) => dones.extend(done),
+                    }
                 }
                 WriteOp::InsertAndUpdate(row, update, done) => {
                     diesel::insert_into(message::table)
@@ -245,6 +260,9 @@ fn write_batch(conn: &mut SqliteConnection, batch: &mut Vec<WriteOp>) {
     });
     for done in dones {
         let _ = done.send(outcome.clone());
+    }
+    for (done, error) in refused {
+        let _ = done.send(outcome.clone().and(Err(error)));
     }
     for complete in completions {
         complete(outcome.clone());

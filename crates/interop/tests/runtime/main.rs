@@ -346,6 +346,7 @@ async fn unfinished_requests_are_redelivered_on_start() {
             created: interop::store::now(),
             processed: None,
             body: "{\"n\":5}".into(),
+            session_key: None,
         };
         let store = interop::store::SqliteStore::new(db, true).unwrap();
         use interop::store::MessageStore;
@@ -447,7 +448,10 @@ mod validation {
     #[test]
     fn ill_typed_setting_is_named() {
         let e = one_error(&CHAIN.replace("label = \"a\"", "label = \"a\"\nsleep_ms = \"soon\""));
-        assert!(e.contains("item 'A'") && e.contains("soon") && e.contains("sleep_ms"), "{e}");
+        assert!(
+            e.contains("item 'A'") && e.contains("soon") && e.contains("sleep_ms"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -493,4 +497,39 @@ mod validation {
         let e = one_error(&CHAIN.replace("pool_size = 2", "pool_size = 0"));
         assert!(e.contains("item 'B'") && e.contains("pool_size"), "{e}");
     }
+}
+
+#[actix_rt::test]
+async fn a_keyed_input_is_accepted_once_even_across_restarts() {
+    let dir = tempfile::tempdir().unwrap();
+    let items = format!(
+        "{CHAIN}\n[[item]]\nname = \"Tick\"\nclass = \"test-ticker\"\n[item.settings]\ntarget = \"A\"\ncount = 0\n"
+    );
+    {
+        let p = start(dir.path(), &items).await;
+        let ctx = p.service_context("Tick").unwrap();
+        let first = ctx
+            .send_request_keyed("A", &Ping { n: 1 }, "in.csv:2".into())
+            .await;
+        assert!(first.result.is_ok());
+        let again = ctx
+            .send_request_keyed("A", &Ping { n: 1 }, "in.csv:2".into())
+            .await;
+        assert_eq!(
+            again.result.unwrap_err(),
+            SendError::Duplicate("in.csv:2".into())
+        );
+        p.stop().await;
+    }
+    let p = start(dir.path(), &items).await;
+    let ctx = p.service_context("Tick").unwrap();
+    let after = ctx
+        .send_request_keyed("A", &Ping { n: 1 }, "in.csv:2".into())
+        .await;
+    assert!(matches!(after.result, Err(SendError::Duplicate(_))));
+    let other = ctx
+        .send_request_keyed("A", &Ping { n: 2 }, "in.csv:3".into())
+        .await;
+    assert!(other.result.is_ok());
+    p.stop().await;
 }
