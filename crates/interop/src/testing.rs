@@ -57,6 +57,7 @@ struct Shared {
     events: Mutex<Vec<(Level, String)>>,
     db: Option<EmbeddedDb>,
     next_id: AtomicI64,
+    replaying: bool,
 }
 
 impl Dispatcher for Shared {
@@ -109,6 +110,10 @@ impl Dispatcher for Shared {
 
     fn embedded_db(&self) -> Option<EmbeddedDb> {
         self.db.clone()
+    }
+
+    fn replayed(&self, _session_id: i64) -> bool {
+        self.replaying
     }
 }
 
@@ -163,6 +168,12 @@ impl TestContext {
     /// Make `target` a disabled item.
     pub fn disabled(mut self, target: &str) -> Self {
         self.shared_mut().disabled.push(target.to_string());
+        self
+    }
+
+    /// Treat every session as re-delivered after a restart (`MessageContext::replayed`).
+    pub fn replaying(mut self) -> Self {
+        self.shared_mut().replaying = true;
         self
     }
 

@@ -477,19 +477,28 @@ struct Counts {
     failed: u64,
     /// Malformed rows, skipped.
     rejected: u64,
+    /// Rows accepted before a restart (the file was half read): not sent again.
+    already: u64,
 }
 
 impl Counts {
     fn summary(&self) -> String {
-        format!(
+        let mut text = format!(
             "{} rows read, {} sent, {} failed, {} rejected",
             self.read, self.sent, self.failed, self.rejected
-        )
+        );
+        if self.already > 0 {
+            text.push_str(&format!(
+                ", {} already accepted before a restart",
+                self.already
+            ));
+        }
+        text
     }
 
     fn not_handled(&self) -> u64 {
         self.read
-            .saturating_sub(self.sent + self.failed + self.rejected)
+            .saturating_sub(self.sent + self.failed + self.rejected + self.already)
     }
 }
 
@@ -540,6 +549,8 @@ struct RowReader {
     /// Fields per row (the header's).
     width: usize,
     record: csv::ByteRecord,
+    /// Name, size and modification time: the prefix of the rows' idempotency keys.
+    identity: String,
 }
 
 /// Open a file, skip a UTF-8 BOM, read and check its header.
@@ -548,6 +559,19 @@ fn open_csv(path: &Path, delimiter: u8) -> Result<Opened, String> {
         Ok(f) => f,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Opened::Vanished),
         Err(e) => return Err(format!("cannot open: {e}")),
+    };
+    // Which file this is, for the rows' idempotency keys: a new file under the same name
+    // differs in size or modification time.
+    let identity = match file.metadata() {
+        Ok(m) => {
+            let modified = m
+                .modified()
+                .ok()
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .map_or(0, |d| d.as_nanos());
+            format!("{}:{}:{modified}", display_name(path), m.len())
+        }
+        Err(e) => return Err(format!("cannot read: {e}")),
     };
     let mut input = BufReader::with_capacity(READ_BUFFER_BYTES, file);
     let start = input.fill_buf().map_err(|e| format!("cannot read: {e}"))?;
@@ -602,6 +626,7 @@ fn open_csv(path: &Path, delimiter: u8) -> Result<Opened, String> {
         columns,
         width: header.len(),
         record: csv::ByteRecord::new(),
+        identity,
     })))
 }
 
@@ -694,17 +719,22 @@ impl RowLog<'_> {
     }
 }
 
-/// Send one row as its own session.
+/// Send one row as its own session, keyed by file and line: after a restart in the
+/// middle of a file, the rows accepted before come back as `SendError::Duplicate` and
+/// are not sent again.
 async fn send_row(
     ctx: &ServiceContext,
     target: &str,
+    key_prefix: &str,
     line: u64,
     formation: Formation,
 ) -> (u64, i64, Result<(), SendError>) {
     let id = formation.id;
+    let key = format!("{key_prefix}#{line}");
     let result = ctx
-        .send_request_sync(target, &FormationRequest { formation })
+        .send_request_keyed(target, &FormationRequest { formation }, key)
         .await
+        .result
         .map(|_| ());
     (line, id, result)
 }
@@ -750,6 +780,7 @@ async fn ingest_file(
         }
     };
 
+    let key_prefix = format!("{}:{}", ctx.item(), reader.identity);
     let mut log = RowLog {
         ctx,
         name: &name,
@@ -775,7 +806,7 @@ async fn ingest_file(
                 let Some((line, formation)) = pending.pop_front() else {
                     break;
                 };
-                in_flight.push(send_row(ctx, &config.target, line, formation));
+                in_flight.push(send_row(ctx, &config.target, &key_prefix, line, formation));
             }
             if pending.is_empty() && reading.is_none() && !eof && failure.is_none() {
                 if let Some(mut r) = reader.take() {
@@ -793,6 +824,7 @@ async fn ingest_file(
             Some((line, id, result)) = in_flight.next(), if !in_flight.is_empty() => {
                 match result {
                     Ok(()) => counts.sent += 1,
+                    Err(SendError::Duplicate(_)) => counts.already += 1,
                     Err(e) => {
                         counts.failed += 1;
                         log.row(

@@ -1,0 +1,2 @@
+DROP TABLE file_offset;
+DROP TABLE file_journal;
