@@ -49,6 +49,14 @@ pub struct ProductionSection {
     /// server have their own).
     #[serde(default)]
     pub worker_threads: Option<usize>,
+    /// Item that receives an `AlertRequest` for every alert (error reply, restart,
+    /// failure timeout); alerts are always written to the event log at level alert.
+    #[serde(default)]
+    pub alert_target: Option<String>,
+    /// Per item, at most one alert is raised in this many milliseconds; the others are
+    /// counted in the next one.
+    #[serde(default = "default_alert_grace_ms")]
+    pub alert_grace_ms: u64,
     /// Files copied into a folder on the first start (when `data_dir` has no database
     /// yet), so a new production has input to show.
     #[serde(default)]
@@ -94,6 +102,9 @@ fn default_http() -> String {
 }
 fn default_timeout_ms() -> u64 {
     30_000
+}
+fn default_alert_grace_ms() -> u64 {
+    10_000
 }
 fn default_true() -> bool {
     true

@@ -100,6 +100,11 @@ pub struct CallReply {
 pub trait Dispatcher: Send + Sync + 'static {
     fn call(&self, call: Call) -> BoxFuture<CallReply>;
     fn event(&self, level: Level, item: &str, session_id: Option<i64>, text: &str);
+    /// Raise an alert about `item` (the IRIS `Ens.Alert` pattern): an event at level
+    /// alert, and a message to the production's alert target when it has one.
+    fn alert(&self, item: &str, session_id: Option<i64>, text: &str) {
+        self.event(Level::Alert, item, session_id, text);
+    }
     /// `Some(enabled)` for a known item, `None` for an unknown one.
     fn item_enabled(&self, item: &str) -> Option<bool>;
     fn embedded_db(&self) -> Option<EmbeddedDb>;

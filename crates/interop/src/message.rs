@@ -91,6 +91,34 @@ impl Message for Ack {
     }
 }
 
+/// An alert raised by an item (error reply, restart, failure timeout), sent to the
+/// production's `alert_target` when one is set (IRIS `Ens.AlertRequest`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct AlertRequest {
+    /// The item the alert is about.
+    pub source: String,
+    pub text: String,
+    /// The session it happened in, when there is one.
+    pub session_id: Option<i64>,
+    /// When it was raised (RFC 3339).
+    pub time: String,
+    /// Alerts of the same item not sent during the grace period before this one.
+    pub suppressed: u64,
+}
+
+impl Message for AlertRequest {
+    const TYPE_NAME: &'static str = "AlertRequest";
+    fn example() -> Option<Self> {
+        Some(AlertRequest {
+            source: "PostgresOperation".into(),
+            text: "connect to 127.0.0.1:5432 failed".into(),
+            session_id: Some(1),
+            time: "2026-12-03T16:45:24.123456Z".into(),
+            suppressed: 0,
+        })
+    }
+}
+
 type CheckFn = fn(&str) -> Result<(), String>;
 type ExampleFn = fn() -> Option<serde_json::Value>;
 

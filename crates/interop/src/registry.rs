@@ -75,7 +75,8 @@ pub struct Registry {
 impl Registry {
     pub fn new() -> Self {
         let mut r = Self::default();
-        r.message::<crate::message::Ack>();
+        r.message::<crate::message::Ack>()
+            .message::<crate::message::AlertRequest>();
         r
     }
 
@@ -211,6 +212,25 @@ impl Registry {
                     class: item.class.clone(),
                     message,
                 }),
+            }
+        }
+        if let Some(target) = &config.production.alert_target {
+            match valid.iter().find(|v| &v.config.name == target) {
+                None => errors.push(ConfigError::Production(format!(
+                    "alert_target '{target}': no item has that name"
+                ))),
+                Some(v)
+                    if !v
+                        .class
+                        .accepts
+                        .contains(&crate::message::AlertRequest::TYPE_NAME) =>
+                {
+                    errors.push(ConfigError::Production(format!(
+                        "alert_target '{target}' (class {}) does not accept AlertRequest",
+                        v.class.name
+                    )))
+                }
+                Some(_) => {}
             }
         }
         // Targets: each names an item that accepts what is sent to it.

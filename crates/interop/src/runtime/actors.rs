@@ -341,8 +341,7 @@ async fn operation_worker<H: BusinessOperation>(
                     let _ = tx.send(Err(e.clone()));
                 }
                 spec.stats.restarted();
-                spec.dispatcher.event(
-                    Level::Alert,
+                spec.dispatcher.alert(
                     &spec.item,
                     None,
                     &format!("instance panicked ({text}); restarting it"),
@@ -449,8 +448,7 @@ async fn process_worker<H: BusinessProcess>(
                 Err(panic) => {
                     let text = panic_text(&panic);
                     spec.stats.restarted();
-                    spec.dispatcher.event(
-                        Level::Alert,
+                    spec.dispatcher.alert(
                         &spec.item,
                         Some(d.session_id),
                         &format!(
@@ -535,8 +533,7 @@ async fn service_worker<H: BusinessService>(
                 Err(panic) => {
                     let text = panic_text(&panic);
                     spec.stats.restarted();
-                    spec.dispatcher.event(
-                        Level::Alert,
+                    spec.dispatcher.alert(
                         &spec.item,
                         None,
                         &format!("instance panicked ({text}); restarting it"),

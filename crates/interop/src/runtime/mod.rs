@@ -137,6 +137,7 @@ impl Item {
             processed: s.processed,
             errors: s.errors,
             restarts: s.restarts,
+            alerts: s.alerts,
             accepts: self
                 .spec
                 .class
@@ -165,6 +166,7 @@ pub struct ItemView {
     pub processed: u64,
     pub errors: u64,
     pub restarts: u64,
+    pub alerts: u64,
     pub accepts: Vec<String>,
     pub targets: std::collections::BTreeMap<String, String>,
     pub settings: serde_json::Value,
@@ -201,6 +203,8 @@ struct Core {
     control: tokio::sync::Mutex<()>,
     /// The first message id of this run: sessions below it began before a restart.
     first_id_of_run: i64,
+    /// Per item: when its last alert was raised, and how many were held back since.
+    alerts: Mutex<HashMap<String, (Instant, u64)>>,
     link: Weak<Core>,
 }
 
@@ -229,6 +233,12 @@ impl Dispatcher for Link {
 
     fn item_enabled(&self, item: &str) -> Option<bool> {
         self.0.upgrade()?.item(item).map(|i| i.enabled())
+    }
+
+    fn alert(&self, item: &str, session_id: Option<i64>, text: &str) {
+        if let Some(core) = self.0.upgrade() {
+            core.alert(item, session_id, text);
+        }
     }
 
     fn embedded_db(&self) -> Option<EmbeddedDb> {
@@ -274,6 +284,78 @@ impl Core {
             item: item.map(str::to_string),
             session_id,
             text: text.to_string(),
+        });
+    }
+
+    /// Raise an alert about `item`: at most one per grace period per item, the others
+    /// counted into the next.
+    fn alert(&self, item: &str, session_id: Option<i64>, text: &str) {
+        let (grace, target) = match self.config.read() {
+            Ok(c) => (
+                Duration::from_millis(c.production.alert_grace_ms),
+                c.production.alert_target.clone(),
+            ),
+            Err(_) => (Duration::from_secs(10), None),
+        };
+        let suppressed = {
+            let Ok(mut alerts) = self.alerts.lock() else {
+                return;
+            };
+            let now = Instant::now();
+            match alerts.get_mut(item) {
+                Some((last, held)) if now.duration_since(*last) < grace => {
+                    *held += 1;
+                    return;
+                }
+                Some((last, held)) => {
+                    *last = now;
+                    std::mem::take(held)
+                }
+                None => {
+                    alerts.insert(item.to_string(), (now, 0));
+                    0
+                }
+            }
+        };
+        if let Some(i) = self.item(item) {
+            i.stats.alerted();
+        }
+        let shown = if suppressed > 0 {
+            format!("{text} (and {suppressed} more alerts held back)")
+        } else {
+            text.to_string()
+        };
+        self.event(Level::Alert, Some(item), session_id, &shown);
+        // The alert target's own failures are not sent to it again.
+        let Some(target) = target.filter(|t| t != item) else {
+            return;
+        };
+        let alert = crate::message::AlertRequest {
+            source: item.to_string(),
+            text: text.to_string(),
+            session_id,
+            time: now(),
+            suppressed,
+        };
+        let Ok(message) = AnyMessage::new(&alert) else {
+            return;
+        };
+        let link = self.link.clone();
+        let source = Arc::from(item);
+        actix_rt::spawn(async move {
+            if let Some(core) = link.upgrade() {
+                let _ = core
+                    .route(Call {
+                        source,
+                        target,
+                        session_id: None,
+                        parent_id: None,
+                        message,
+                        timeout: None,
+                        key: None,
+                    })
+                    .await;
+            }
         });
     }
 
@@ -434,6 +516,11 @@ impl Core {
                     Some(&target),
                     Some(session_id),
                     &format!("message {id} failed: {}", error.message),
+                );
+                self.alert(
+                    &target,
+                    Some(session_id),
+                    &format!("error reply to message {id}: {}", error.message),
                 );
                 let row = MessageRow {
                     id: self.store.next_id(),
@@ -759,6 +846,7 @@ impl Production {
             idle: Notify::new(),
             control: tokio::sync::Mutex::new(()),
             first_id_of_run,
+            alerts: Mutex::new(HashMap::new()),
             link: link.clone(),
         });
         let production = Production { core };

@@ -12,6 +12,7 @@ pub struct ItemStats {
     processed: AtomicU64,
     errors: AtomicU64,
     restarts: AtomicU64,
+    alerts: AtomicU64,
     /// Request round trips through this item, by duration (request stored → reply).
     buckets: [AtomicU64; BUCKETS.len()],
     count: AtomicU64,
@@ -25,6 +26,7 @@ pub struct StatsSnapshot {
     pub processed: u64,
     pub errors: u64,
     pub restarts: u64,
+    pub alerts: u64,
     pub buckets: Vec<u64>,
     pub count: u64,
     pub sum_seconds: f64,
@@ -60,6 +62,10 @@ impl ItemStats {
         self.errors.fetch_add(1, Ordering::Relaxed);
     }
 
+    pub(crate) fn alerted(&self) {
+        self.alerts.fetch_add(1, Ordering::Relaxed);
+    }
+
     pub(crate) fn restarted(&self) {
         self.restarts.fetch_add(1, Ordering::Relaxed);
     }
@@ -70,6 +76,7 @@ impl ItemStats {
             processed: self.processed.load(Ordering::Relaxed),
             errors: self.errors.load(Ordering::Relaxed),
             restarts: self.restarts.load(Ordering::Relaxed),
+            alerts: self.alerts.load(Ordering::Relaxed),
             buckets: self
                 .buckets
                 .iter()

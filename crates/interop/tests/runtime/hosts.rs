@@ -262,9 +262,42 @@ impl BusinessService for Ticker {
     }
 }
 
+request_set! {
+    pub enum AlertOnly { Alert(interop::message::AlertRequest) }
+}
+
+/// Keeps the alerts it is sent.
+pub struct AlertSink;
+
+pub fn alerts_received() -> &'static Mutex<Vec<interop::message::AlertRequest>> {
+    static ALERTS: OnceLock<Mutex<Vec<interop::message::AlertRequest>>> = OnceLock::new();
+    ALERTS.get_or_init(Default::default)
+}
+
+impl BusinessOperation for AlertSink {
+    const CLASS: &'static str = "test-alerts";
+    type Settings = ChainlessSettings;
+    type Request = AlertOnly;
+    fn new(_: ChainlessSettings, _: &HostContext) -> HostResult<Self> {
+        Ok(AlertSink)
+    }
+    async fn on_message(&mut self, _: &MessageContext, r: AlertOnly) -> HostResult<AnyMessage> {
+        let AlertOnly::Alert(a) = r;
+        alerts_received().lock().unwrap().push(a);
+        AnyMessage::new(&Ack {})
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChainlessSettings {}
+
 pub fn registry() -> Registry {
     let mut r = Registry::new();
     r.message::<Pong>().message::<Other>();
-    r.operation::<Echo>().process::<Chain>().service::<Ticker>();
+    r.operation::<Echo>()
+        .process::<Chain>()
+        .service::<Ticker>()
+        .operation::<AlertSink>();
     r
 }

@@ -533,3 +533,68 @@ async fn a_keyed_input_is_accepted_once_even_across_restarts() {
     assert!(other.result.is_ok());
     p.stop().await;
 }
+
+#[actix_rt::test]
+async fn a_failing_item_raises_one_alert_per_grace_period_to_the_alert_target() {
+    let dir = tempfile::tempdir().unwrap();
+    let items = format!(
+        "{}\n[[item]]\nname = \"Alerts\"\nclass = \"test-alerts\"\n",
+        CHAIN.replace("label = \"b\"", "label = \"alerting-b\"\nfail_on = 1")
+    );
+    let mut cfg = config(dir.path(), &items);
+    cfg.production.alert_target = Some("Alerts".into());
+    cfg.production.alert_grace_ms = 60_000;
+    let p = Production::start(cfg, Arc::new(registry()), None)
+        .await
+        .unwrap();
+    for _ in 0..3 {
+        assert!(p.send("Tester", "B", ping(1)).await.result.is_err());
+    }
+    for _ in 0..100 {
+        if hosts::alerts_received()
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|a| a.text.contains("alerting-b"))
+        {
+            break;
+        }
+        actix_rt::time::sleep(Duration::from_millis(10)).await;
+    }
+    let alerts: Vec<_> = hosts::alerts_received()
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|a| a.text.contains("alerting-b"))
+        .cloned()
+        .collect();
+    assert_eq!(alerts.len(), 1, "one alert in the grace period: {alerts:?}");
+    assert_eq!(alerts[0].source, "B");
+    let view = p.item("B").unwrap().view();
+    assert_eq!((view.alerts, view.errors), (1, 3));
+    p.store().flush().await.unwrap();
+    let logged = p
+        .store()
+        .events(&EventFilter {
+            level: Some("alert".into()),
+            item: Some("B".into()),
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(logged.len(), 1);
+    p.stop().await;
+}
+
+#[test]
+fn an_alert_target_that_cannot_take_alerts_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path(), CHAIN);
+    cfg.production.alert_target = Some("A".into());
+    let errors = registry().validate(&cfg).err().unwrap();
+    assert!(
+        errors[0]
+            .to_string()
+            .contains("does not accept AlertRequest"),
+        "{errors:?}"
+    );
+}
