@@ -47,8 +47,11 @@ impl ScratchDb {
 impl Drop for ScratchDb {
     fn drop(&mut self) {
         if let Ok(mut c) = PgConnection::establish(&self.admin) {
-            let _ = diesel::sql_query(format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name))
-                .execute(&mut c);
+            let _ = diesel::sql_query(format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                self.name
+            ))
+            .execute(&mut c);
         }
     }
 }
@@ -206,7 +209,11 @@ async fn csv_rows_reach_the_file_the_embedded_db_and_postgres_with_one_trace_eac
 
     let lines = s.file_lines();
     assert_eq!(lines.len(), 3004);
-    assert!(lines.contains(&"3 : salle3 : formation3".to_string()), "{:?}", &lines[..4]);
+    assert!(
+        lines.contains(&"3 : salle3 : formation3".to_string()),
+        "{:?}",
+        &lines[..4]
+    );
     assert_eq!(s.training_count(), 3004);
     assert_eq!(pg.count(), 3004);
 
@@ -246,7 +253,9 @@ async fn csv_rows_reach_the_file_the_embedded_db_and_postgres_with_one_trace_eac
     }
     let info = s.events("info").await;
     assert!(
-        info.iter().any(|e| e.contains("big.csv") && e.contains("3000 rows read") && e.contains("3000 sent")),
+        info.iter().any(|e| e.contains("big.csv")
+            && e.contains("3000 rows read")
+            && e.contains("3000 sent")),
         "{info:?}"
     );
     p.stop().await;
@@ -270,7 +279,11 @@ async fn bad_files_and_rows_are_counted_and_reported_exactly() {
     let lines = s.file_lines();
     assert_eq!(
         lines,
-        ["10 : A : ok", "13 : D : quoted; with ;", "14 : E : Ünïcødé 中文"]
+        [
+            "10 : A : ok",
+            "13 : D : quoted; with ;",
+            "14 : E : Ünïcødé 中文"
+        ]
     );
     assert_eq!(s.training_count(), 3);
     let errors = s.events("error").await;
@@ -307,7 +320,11 @@ async fn with_postgres_down_rows_reach_the_other_sinks_and_postgres_sends_end_as
             ..Default::default()
         })
         .unwrap();
-    assert_eq!(failed.len(), 4, "each Postgres request ends as an error, resendable");
+    assert_eq!(
+        failed.len(),
+        4,
+        "each Postgres request ends as an error, resendable"
+    );
     for m in &failed {
         let text = m.error_text.clone().unwrap_or_default();
         assert!(text.contains("127.0.0.1:1"), "{text}");
@@ -316,5 +333,141 @@ async fn with_postgres_down_rows_reach_the_other_sinks_and_postgres_sends_end_as
     let warns = s.events("warn").await;
     assert!(warns.iter().all(|w| !w.contains("s3cret")));
     assert!(p.item("PostgresOperation").unwrap().view().errors >= 4);
+    p.stop().await;
+}
+
+/// A TCP proxy to the local PostgreSQL that the test can cut: while down it drops every
+/// open connection and refuses new ones.
+struct Proxy {
+    port: u16,
+    up: Arc<std::sync::atomic::AtomicBool>,
+    open: Arc<std::sync::Mutex<Vec<std::net::TcpStream>>>,
+}
+
+impl Proxy {
+    fn start() -> Self {
+        use std::sync::atomic::Ordering;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let up = Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let open: Arc<std::sync::Mutex<Vec<std::net::TcpStream>>> = Arc::default();
+        let (up2, open2) = (up.clone(), open.clone());
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(client) = client else { continue };
+                if !up2.load(Ordering::SeqCst) {
+                    let _ = client.shutdown(std::net::Shutdown::Both);
+                    continue;
+                }
+                let Ok(server) = std::net::TcpStream::connect("127.0.0.1:5432") else {
+                    continue;
+                };
+                for s in [&client, &server] {
+                    if let Ok(c) = s.try_clone() {
+                        open2.lock().unwrap().push(c);
+                    }
+                }
+                let pipe = |mut from: std::net::TcpStream, mut to: std::net::TcpStream| {
+                    std::thread::spawn(move || {
+                        let _ = std::io::copy(&mut from, &mut to);
+                        let _ = to.shutdown(std::net::Shutdown::Both);
+                    });
+                };
+                pipe(client.try_clone().unwrap(), server.try_clone().unwrap());
+                pipe(server, client);
+            }
+        });
+        Proxy { port, up, open }
+    }
+
+    fn set_up(&self, up: bool) {
+        self.up.store(up, std::sync::atomic::Ordering::SeqCst);
+        if !up {
+            for s in self.open.lock().unwrap().drain(..) {
+                let _ = s.shutdown(std::net::Shutdown::Both);
+            }
+        }
+    }
+
+    fn url(&self, db: &ScratchDb) -> String {
+        let name = db.url.rsplit('/').next().unwrap();
+        format!("postgres://postgres@127.0.0.1:{}/{name}", self.port)
+    }
+}
+
+#[actix_rt::test]
+async fn a_postgres_outage_shorter_than_the_failure_timeout_loses_nothing() {
+    let pg = ScratchDb::new("outage");
+    let proxy = Proxy::start();
+    let s = Setup::start(
+        Some(&proxy.url(&pg)),
+        "retry_interval_ms = 100\nfailure_timeout_ms = 20000\nconnect_timeout_ms = 1000",
+    )
+    .await;
+    s.drop_file("rows.csv", &generated(1, 2000));
+    s.wait_for("some rows in PostgreSQL", Duration::from_secs(30), |_| {
+        pg.count() > 0
+    })
+    .await;
+    proxy.set_up(false);
+    actix_rt::time::sleep(Duration::from_millis(1500)).await;
+    proxy.set_up(true);
+    s.wait_for("file archived", Duration::from_secs(60), |s| {
+        s.in_folder("archive", "rows.csv")
+    })
+    .await;
+    assert_eq!(pg.count(), 2000);
+    assert_eq!(s.training_count(), 2000);
+    assert_eq!(s.file_lines().len(), 2000);
+    let p = &s.production;
+    p.store().flush().await.unwrap();
+    let failed = p
+        .store()
+        .messages(&MessageFilter {
+            status: Some("error".into()),
+            ..Default::default()
+        })
+        .unwrap();
+    assert!(failed.is_empty(), "{failed:?}");
+    p.stop().await;
+}
+
+#[actix_rt::test]
+async fn rows_that_outlast_the_failure_timeout_end_as_errors_and_a_resend_delivers_them() {
+    let pg = ScratchDb::new("resend");
+    let proxy = Proxy::start();
+    let s = Setup::start(
+        Some(&proxy.url(&pg)),
+        "retry_interval_ms = 50\nfailure_timeout_ms = 400\nconnect_timeout_ms = 300",
+    )
+    .await;
+    proxy.set_up(false);
+    s.drop_file("rows.csv", &generated(1, 20));
+    s.wait_for("file archived", Duration::from_secs(60), |s| {
+        s.in_folder("archive", "rows.csv")
+    })
+    .await;
+    assert_eq!(s.training_count(), 20, "the other sinks go on");
+    let p = &s.production;
+    p.store().flush().await.unwrap();
+    let failed = p
+        .store()
+        .messages(&MessageFilter {
+            target: Some("PostgresOperation".into()),
+            status: Some("error".into()),
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(failed.len(), 20);
+    let alerts = s.events("alert").await;
+    assert!(!alerts.is_empty(), "the failure raised an alert");
+
+    proxy.set_up(true);
+    for m in &failed {
+        let message = interop::AnyMessage::from_json(m.type_name.clone(), m.body.clone());
+        let r = p.send("Resend", &m.target, message).await;
+        assert!(r.result.is_ok(), "{:?}", r.result);
+    }
+    assert_eq!(pg.count(), 20);
     p.stop().await;
 }
