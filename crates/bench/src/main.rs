@@ -78,19 +78,34 @@ fn gen_csv(rows: usize, out: &std::path::Path) -> anyhow::Result<()> {
     let mut w = std::io::BufWriter::new(std::fs::File::create(out)?);
     writeln!(w, "id;nom;salle")?;
     for i in 1..=rows {
-        writeln!(w, "{i};Formation {} niveau {};Salle {}", i % 97, i % 5, i % 7)?;
+        writeln!(
+            w,
+            "{i};Formation {} niveau {};Salle {}",
+            i % 97,
+            i % 5,
+            i % 7
+        )?;
     }
     w.flush()?;
     Ok(())
 }
 
-async fn ingest(csv: &std::path::Path, postgres: Option<&str>, in_flight: usize) -> anyhow::Result<()> {
+async fn ingest(
+    csv: &std::path::Path,
+    postgres: Option<&str>,
+    in_flight: usize,
+) -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let root = dir.path().display().to_string();
-    let rows = std::io::BufRead::lines(std::io::BufReader::new(std::fs::File::open(csv)?)).count() - 1;
+    let rows =
+        std::io::BufRead::lines(std::io::BufReader::new(std::fs::File::open(csv)?)).count() - 1;
     let (enabled, url, rule) = match postgres {
         Some(u) => ("true", u.to_string(), "always"),
-        None => ("false", "postgres://nobody@127.0.0.1:1/none".to_string(), "never"),
+        None => (
+            "false",
+            "postgres://nobody@127.0.0.1:1/none".to_string(),
+            "never",
+        ),
     };
     let text = format!(
         r#"[production]
@@ -143,7 +158,10 @@ url = "{url}"
     .count();
     let messages = p.store().next_id() - 1;
     p.stop().await;
-    anyhow::ensure!(lines == rows, "expected {rows} lines in the file, found {lines}");
+    anyhow::ensure!(
+        lines == rows,
+        "expected {rows} lines in the file, found {lines}"
+    );
     println!(
         "ingest: {rows} rows in {elapsed:.2} s = {:.0} rows/s, {messages} messages stored, peak RSS {:.1} MiB{}",
         rows as f64 / elapsed,
@@ -164,16 +182,17 @@ fn ingest_baseline(csv: &std::path::Path, commit_per_row: bool) -> anyhow::Resul
     let started = Instant::now();
     let mut reader = csv::ReaderBuilder::new().delimiter(b';').from_path(csv)?;
     let mut rows = 0usize;
-    let mut upsert = |c: &mut SqliteConnection, id: i64, nom: &str, salle: &str| -> QueryResult<usize> {
-        diesel::sql_query(
-            "INSERT INTO training (id, name, room) VALUES (?, ?, ?) \
+    let mut upsert =
+        |c: &mut SqliteConnection, id: i64, nom: &str, salle: &str| -> QueryResult<usize> {
+            diesel::sql_query(
+                "INSERT INTO training (id, name, room) VALUES (?, ?, ?) \
              ON CONFLICT (id) DO UPDATE SET name = excluded.name, room = excluded.room",
-        )
-        .bind::<diesel::sql_types::BigInt, _>(id)
-        .bind::<diesel::sql_types::Text, _>(nom)
-        .bind::<diesel::sql_types::Text, _>(salle)
-        .execute(c)
-    };
+            )
+            .bind::<diesel::sql_types::BigInt, _>(id)
+            .bind::<diesel::sql_types::Text, _>(nom)
+            .bind::<diesel::sql_types::Text, _>(salle)
+            .execute(c)
+        };
     if !commit_per_row {
         c.batch_execute("BEGIN IMMEDIATE")?;
     }
@@ -191,7 +210,11 @@ fn ingest_baseline(csv: &std::path::Path, commit_per_row: bool) -> anyhow::Resul
     let elapsed = started.elapsed().as_secs_f64();
     println!(
         "baseline ({}): {rows} rows in {elapsed:.2} s = {:.0} rows/s, peak RSS {:.1} MiB",
-        if commit_per_row { "commit per row" } else { "one transaction" },
+        if commit_per_row {
+            "commit per row"
+        } else {
+            "one transaction"
+        },
         rows as f64 / elapsed,
         peak_rss_mib()
     );

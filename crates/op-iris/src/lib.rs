@@ -7,9 +7,8 @@
 use diesel::prelude::*;
 use diesel::sqlite::SqliteConnection;
 use formation_messages::{
-    Training, TrainingDeleteRequest, TrainingGetRequest, TrainingIrisRequest,
-    TrainingIrisResponse, TrainingList, TrainingListRequest, TrainingReply,
-    TrainingUpdateRequest,
+    Training, TrainingDeleteRequest, TrainingGetRequest, TrainingIrisRequest, TrainingIrisResponse,
+    TrainingList, TrainingListRequest, TrainingReply, TrainingUpdateRequest,
 };
 use interop::prelude::*;
 use interop::EmbeddedDb;
@@ -290,7 +289,10 @@ mod tests {
         }
     }
 
-    async fn op(dir: &std::path::Path, ratio: f64) -> interop::testing::TestOperation<IrisOperation> {
+    async fn op(
+        dir: &std::path::Path,
+        ratio: f64,
+    ) -> interop::testing::TestOperation<IrisOperation> {
         TestContext::new()
             .with_embedded_db(&dir.join("production.db"))
             .unwrap()
@@ -336,13 +338,19 @@ mod tests {
         assert!(op.send_batch(&batch).await.iter().all(|r| r.is_ok()));
 
         let list = op
-            .send(&TrainingListRequest { limit: 2, offset: 1 })
+            .send(&TrainingListRequest {
+                limit: 2,
+                offset: 1,
+            })
             .await
             .unwrap()
             .decode::<TrainingList>()
             .unwrap();
         assert_eq!(list.total, 5);
-        assert_eq!(list.trainings.iter().map(|t| t.id).collect::<Vec<_>>(), [2, 3]);
+        assert_eq!(
+            list.trainings.iter().map(|t| t.id).collect::<Vec<_>>(),
+            [2, 3]
+        );
 
         let updated = op
             .send(&TrainingUpdateRequest {

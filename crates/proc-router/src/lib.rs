@@ -120,8 +120,9 @@ impl BusinessProcess for Router {
             ..Default::default()
         };
         let mut errors = Vec::new();
-        let mut note = |target: &str, hop: Result<Hop, SendError>, response: &mut FormationResponse| {
-            match hop {
+        let mut note =
+            |target: &str, hop: Result<Hop, SendError>, response: &mut FormationResponse| match hop
+            {
                 Ok(Hop::Stored(reply)) => {
                     response.stored_in.push(target.to_string());
                     Some(reply)
@@ -134,8 +135,7 @@ impl BusinessProcess for Router {
                     errors.push(e.to_string());
                     None
                 }
-            }
-        };
+            };
 
         let file = self.hop(ctx, &s.file_target, &request).await;
         note(&s.file_target, file, &mut response);
@@ -228,7 +228,10 @@ mod tests {
             ["FileOperation", "IrisOperation", "PostgresOperation"]
         );
         let targets: Vec<String> = ctx.sent().into_iter().map(|s| s.target).collect();
-        assert_eq!(targets, ["FileOperation", "IrisOperation", "PostgresOperation"]);
+        assert_eq!(
+            targets,
+            ["FileOperation", "IrisOperation", "PostgresOperation"]
+        );
         let iris = ctx.sent_to::<TrainingIrisRequest>("IrisOperation");
         assert_eq!(
             iris[0].training,
@@ -244,7 +247,10 @@ mod tests {
     async fn when_flagged_follows_the_embedded_db_reply() {
         for (flag, expect_pg) in [(true, 1), (false, 0)] {
             let ctx = sinks(flag);
-            let router = ctx.process::<Router>(settings("when_flagged")).await.unwrap();
+            let router = ctx
+                .process::<Router>(settings("when_flagged"))
+                .await
+                .unwrap();
             router.send(&request(1)).await.unwrap();
             assert_eq!(
                 ctx.sent_to::<FormationRequest>("PostgresOperation").len(),
@@ -255,7 +261,9 @@ mod tests {
         let ctx = sinks(true);
         let router = ctx.process::<Router>(settings("never")).await.unwrap();
         let reply = router.send(&request(1)).await.unwrap();
-        assert!(ctx.sent_to::<FormationRequest>("PostgresOperation").is_empty());
+        assert!(ctx
+            .sent_to::<FormationRequest>("PostgresOperation")
+            .is_empty());
         let reply = reply.decode::<FormationResponse>().unwrap();
         assert_eq!(reply.skipped, ["PostgresOperation"]);
     }

@@ -8,10 +8,20 @@ use clap::{Parser, Subcommand};
 use interop::{Production, ProductionConfig};
 
 #[derive(Parser)]
-#[command(name = "production", version, about = "Run and operate an interop-rs production")]
+#[command(
+    name = "production",
+    version,
+    about = "Run and operate an interop-rs production"
+)]
 struct Cli {
     /// The production's config file.
-    #[arg(long, short, global = true, default_value = "config/production.toml", env = "INTEROP_CONFIG")]
+    #[arg(
+        long,
+        short,
+        global = true,
+        default_value = "config/production.toml",
+        env = "INTEROP_CONFIG"
+    )]
     config: PathBuf,
     #[command(subcommand)]
     command: Option<Command>,
@@ -19,18 +29,22 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Start the production (the default).
-    Start,
+    /// Run the production in this process (the default).
+    Run,
     /// Check a config: classes, settings, targets and message contracts.
     Validate,
+    /// Operate a running production through its management API.
+    #[command(flatten)]
+    Api(production::cli::ApiCommand),
 }
 
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let cli = Cli::parse();
-    match cli.command.unwrap_or(Command::Start) {
+    match cli.command.unwrap_or(Command::Run) {
         Command::Validate => validate(&cli.config),
-        Command::Start => start(&cli.config),
+        Command::Run => start(&cli.config),
+        Command::Api(command) => production::cli::run(&cli.config, command),
     }
 }
 

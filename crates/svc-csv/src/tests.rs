@@ -928,3 +928,66 @@ async fn million_rows_in_bounded_memory() {
     assert!(grown < size_kib / 4, "peak RSS grew by {grown} KiB");
     assert_eq!(files(&inbox.join("archive")), ["huge.csv"]);
 }
+
+mod fuzz {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Decode a whole file with the row reader; every outcome is a value, never a panic.
+    fn decode(bytes: &[u8]) -> Result<(usize, usize), String> {
+        let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+        let path = dir.path().join("f.csv");
+        fs::write(&path, bytes).map_err(|e| e.to_string())?;
+        let mut reader = match open_csv(&path, b';')? {
+            Opened::Rows(r) => r,
+            _ => return Ok((0, 0)),
+        };
+        let (mut good, mut bad) = (0, 0);
+        loop {
+            let (rows, end) = reader.read_chunk(64);
+            for row in rows {
+                match row {
+                    Row::Good { line, .. } | Row::Bad { line, .. } if line < 2 => {
+                        return Err(format!("row at line {line}, before the header"))
+                    }
+                    Row::Good { .. } => good += 1,
+                    Row::Bad { reason, .. } => {
+                        assert!(!reason.is_empty());
+                        bad += 1
+                    }
+                }
+            }
+            match end {
+                ChunkEnd::More => {}
+                ChunkEnd::Eof | ChunkEnd::Failed(_) => return Ok((good, bad)),
+            }
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+        #[test]
+        fn arbitrary_bytes_never_panic(body in proptest::collection::vec(any::<u8>(), 0..400)) {
+            let mut bytes = b"id;nom;salle\n".to_vec();
+            bytes.extend(body);
+            let lines = bytes.iter().filter(|b| **b == b'\n').count() + 1;
+            let (good, bad) = decode(&bytes).map_err(TestCaseError::fail)?;
+            prop_assert!(good + bad <= lines);
+        }
+
+        #[test]
+        fn well_formed_rows_all_decode(rows in proptest::collection::vec(
+            (any::<i64>(), "[^;\"\r\n]{0,12}", "[^;\"\r\n]{0,12}"), 0..40), crlf in any::<bool>()) {
+            let eol = if crlf { "\r\n" } else { "\n" };
+            let mut text = format!("id;nom;salle{eol}");
+            for (id, nom, salle) in &rows {
+                text.push_str(&format!("{id};{nom};{salle}{eol}"));
+            }
+            let (good, bad) = decode(text.as_bytes()).map_err(TestCaseError::fail)?;
+            // A row whose fields are all blank reads as a blank line, which is no row.
+            let blank = rows.iter().filter(|(_, n, s)| n.is_empty() && s.is_empty() && false).count();
+            prop_assert_eq!((good, bad), (rows.len() - blank, 0));
+        }
+    }
+}
