@@ -182,7 +182,7 @@ fn ingest_baseline(csv: &std::path::Path, commit_per_row: bool) -> anyhow::Resul
     let started = Instant::now();
     let mut reader = csv::ReaderBuilder::new().delimiter(b';').from_path(csv)?;
     let mut rows = 0usize;
-    let mut upsert =
+    let upsert =
         |c: &mut SqliteConnection, id: i64, nom: &str, salle: &str| -> QueryResult<usize> {
             diesel::sql_query(
                 "INSERT INTO training (id, name, room) VALUES (?, ?, ?) \
