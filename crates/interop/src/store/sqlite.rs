@@ -26,6 +26,8 @@ pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations/s
 
 /// Most writes committed in one transaction.
 const MAX_BATCH: usize = 8192;
+/// Message rows per multi-row INSERT (SQLite allows 32766 bound values; 14 per row).
+const ROWS_PER_INSERT: usize = 500;
 
 type Done = oneshot::Sender<Result<(), StoreError>>;
 type Completion = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
@@ -201,19 +203,16 @@ fn write_batch(conn: &mut SqliteConnection, batch: &mut Vec<WriteOp>) {
             updates.insert(u.id, u);
         }
     };
+    // Message rows are inserted many to a statement, after the loop; a keyed row goes
+    // alone, to learn whether its key was new.
+    let mut rows: Vec<MessageRow> = Vec::new();
     let result = conn.immediate_transaction(|c| -> QueryResult<()> {
         for op in batch.drain(..) {
             match op {
-                WriteOp::Insert(row, done) => {
-                    let inserted = if row.session_key.is_some() {
-                        diesel::insert_or_ignore_into(message::table)
-                            .values(&*row)
-                            .execute(c)?
-                    } else {
-                        diesel::insert_into(message::table)
-                            .values(&*row)
-                            .execute(c)?
-                    };
+                WriteOp::Insert(row, done) if row.session_key.is_some() => {
+                    let inserted = diesel::insert_or_ignore_into(message::table)
+                        .values(&*row)
+                        .execute(c)?;
                     match (inserted, done) {
                         (0, Some(done)) => {
                             let key = row.session_key.clone().unwrap_or_default();
@@ -222,10 +221,12 @@ fn write_batch(conn: &mut SqliteConnection, batch: &mut Vec<WriteOp>) {
                         (_, done) => dones.extend(done),
                     }
                 }
+                WriteOp::Insert(row, done) => {
+                    rows.push(*row);
+                    dones.extend(done);
+                }
                 WriteOp::InsertAndUpdate(row, update, done) => {
-                    diesel::insert_into(message::table)
-                        .values(&*row)
-                        .execute(c)?;
+                    rows.push(*row);
                     merge(update, &mut updates);
                     dones.extend(done);
                 }
@@ -242,13 +243,53 @@ fn write_batch(conn: &mut SqliteConnection, batch: &mut Vec<WriteOp>) {
                 WriteOp::Flush(done) => dones.push(done),
             }
         }
+        for chunk in rows.chunks(ROWS_PER_INSERT) {
+            diesel::insert_into(message::table)
+                .values(chunk)
+                .execute(c)?;
+        }
+        // The common changes (delivered, completed without error) are applied to many
+        // messages per statement; the request's processed time is the commit's.
+        let mut delivered = Vec::new();
+        let mut completed = Vec::new();
+        let mut processed_at = None;
         for (id, u) in updates.drain() {
-            diesel::update(message::table.find(id))
+            match (u.status, &u.error_text) {
+                (Status::Delivered, None) => delivered.push(id),
+                (Status::Completed, None) => {
+                    if processed_at.is_none() {
+                        processed_at = u.processed.clone();
+                    }
+                    completed.push(id)
+                }
+                _ => {
+                    diesel::update(message::table.find(id))
+                        .set((
+                            message::status.eq(u.status.as_str()),
+                            message::is_error.eq(u.status == Status::Error),
+                            message::error_text.eq(u.error_text),
+                            message::processed.eq(u.processed),
+                        ))
+                        .execute(c)?;
+                }
+            }
+        }
+        for ids in delivered.chunks(ROWS_PER_INSERT) {
+            // Never step a message back from a later status.
+            diesel::update(
+                message::table
+                    .filter(message::id.eq_any(ids))
+                    .filter(message::status.eq(Status::Queued.as_str())),
+            )
+            .set(message::status.eq(Status::Delivered.as_str()))
+            .execute(c)?;
+        }
+        for ids in completed.chunks(ROWS_PER_INSERT) {
+            diesel::update(message::table.filter(message::id.eq_any(ids)))
                 .set((
-                    message::status.eq(u.status.as_str()),
-                    message::is_error.eq(u.status == Status::Error),
-                    message::error_text.eq(u.error_text),
-                    message::processed.eq(u.processed),
+                    message::status.eq(Status::Completed.as_str()),
+                    message::is_error.eq(false),
+                    message::processed.eq(&processed_at),
                 ))
                 .execute(c)?;
         }
