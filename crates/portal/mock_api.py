@@ -10,7 +10,10 @@ then open http://127.0.0.1:8099/portal (also /portal/#/trace/1, /portal/trace/15
 * Serves crates/portal/assets/ exactly like the `portal` crate: /portal, /portal/,
   /portal/assets/{app.js,style.css} (no-cache) and index.html for any other /portal/...
   path. Assets are re-read on every request: edit and reload.
-* Answers the /api endpoints of the management API contract with in-memory sample data
+* Answers the /api endpoints of the management API (crates/production/src/api.rs: same
+  shapes, statuses and error bodies, e.g. a failed test send is a 502 with `session_id`,
+  `next_before` is set whenever a page is full, the log's `level` is an exact match,
+  traces carry their session's events) with in-memory sample data
   for the "Formation" production (ServiceCSV, RestService, Router, FileOperation,
   IrisOperation, PostgresOperation) and some sessions:
     session 1   a CSV row: ServiceCSV -> Router -> File/Iris/Postgres operations and back
@@ -19,7 +22,7 @@ then open http://127.0.0.1:8099/portal (also /portal/#/trace/1, /portal/trace/15
     later       small REST sessions, so that message paging has something to page through
 * Counters move while the production runs; start/stop/update, enable/disable/restart,
   test and resend change the state. Test bodies containing the word "fail" produce an
-  error reply. With --token, every /api call needs "Authorization: Bearer SECRET".
+  error reply (502). With --token, every /api call needs "Authorization: Bearer SECRET".
 """
 import argparse
 import copy
@@ -42,33 +45,38 @@ def now(step_ms=7):
     return CLOCK[0].strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def item(name, cls, kind, settings, accepts, targets, state="running", enabled=True, processed=0, errors=0):
+def item(name, cls, kind, settings, accepts, targets, state="running", enabled=True, processed=0, errors=0,
+         detail=None, restarts=0, alerts=0, comment=None):
     return {"name": name, "class": cls, "kind": kind, "enabled": enabled, "pool_size": 1, "state": state,
-            "queued": 0, "processed": processed, "errors": errors, "accepts": accepts, "targets": targets,
-            "settings": settings}
+            "state_detail": detail, "queued": 0, "processed": processed, "errors": errors, "restarts": restarts,
+            "alerts": alerts, "accepts": accepts, "targets": targets, "settings": settings, "comment": comment}
 
 
 PRODUCTION = {"name": "Formation", "state": "running", "testing_enabled": True, "items": [
-    item("ServiceCSV", "svc-csv", "service", {"file_path": "/data/in", "file_spec": "*.csv", "archive_path": "/data/archive",
-         "poll_interval": "5s", "target": "Router"}, [], {"target": "Router"}, processed=57),
-    item("RestService", "svc-rest", "service", {"bind": "0.0.0.0:8081", "path": "/formation", "target": "Router"},
-         [], {"target": "Router"}, processed=21),
+    item("ServiceCSV", "svc-csv", "service", {"path": "/data/in", "file_spec": "*.csv", "archive_path": "/data/archive",
+         "error_path": "/data/error", "call_interval_ms": 200, "delimiter": ";", "max_in_flight": 256, "target": "Router"},
+         [], {"target": "Router"}, processed=57, comment="Formation rows from the CSV drop folder"),
+    item("RestService", "svc-rest", "service", {"target": "Router", "iris_target": "IrisOperation"},
+         [], {"target": "Router", "iris_target": "IrisOperation"}, processed=21),
     item("Router", "proc-router", "process", {"file_target": "FileOperation", "iris_target": "IrisOperation",
-         "pg_target": "PostgresOperation"}, ["FormationRequest"],
-         {"file_target": "FileOperation", "iris_target": "IrisOperation", "pg_target": "PostgresOperation"}, processed=78, errors=1),
-    item("FileOperation", "op-file", "operation", {"file_path": "/data/out", "file_name": "formation_%Y%m%d.txt",
-         "overwrite": "false"}, ["FormationRequest"], {}, processed=77),
-    item("IrisOperation", "op-iris", "operation", {"url": "http://iris:52773/api/training", "username": "_SYSTEM",
-         "password": "***", "timeout": "10s"}, ["TrainingIrisRequest"], {}, state="error", processed=76, errors=1),
-    item("PostgresOperation", "op-postgres", "operation", {"dsn": "postgres://formation:***@db:5432/formation",
-         "table": "formation"}, ["FormationRequest"], {}, state="disabled", enabled=False, processed=40),
+         "postgres_target": "PostgresOperation", "postgres_rule": "always"}, ["FormationRequest"],
+         {"file_target": "FileOperation", "iris_target": "IrisOperation", "postgres_target": "PostgresOperation"},
+         processed=78, errors=1),
+    item("FileOperation", "op-file", "operation", {"path": "/data/out", "filename": "formation.txt"},
+         ["FormationRequest"], {}, processed=77),
+    item("IrisOperation", "op-iris", "operation", {"flag_ratio": 0.0},
+         ["TrainingIrisRequest", "TrainingListRequest", "TrainingGetRequest", "TrainingUpdateRequest", "TrainingDeleteRequest"],
+         {}, state="error", processed=76, errors=1,
+         detail="on_init failed: embedded database: database is locked", restarts=3, alerts=1),
+    item("PostgresOperation", "op-postgres", "operation", {"url": "postgres://formation:***@db:5432/formation"},
+         ["FormationRequest"], {}, state="disabled", enabled=False, processed=40),
 ]}
 
 TYPES = [
     {"type": "FormationRequest", "example": {"formation": {"id": 1, "nom": "Rust avancé", "salle": "Salle 101"}}},
-    {"type": "FormationResponse", "example": {"formation_id": 1, "status": "ok"}},
+    {"type": "FormationResponse", "example": None},
     {"type": "TrainingIrisRequest", "example": {"training": {"name": "Rust avancé", "room": "Salle 101"}}},
-    {"type": "TrainingIrisResponse", "example": {"id": 42, "status": "created"}},
+    {"type": "TrainingIrisResponse", "example": None},
 ]
 REPLY_TYPE = {"TrainingIrisRequest": "TrainingIrisResponse"}
 MESSAGES = []  # full messages (header + body), id = index + 1
@@ -114,6 +122,8 @@ def build_sample():
     err = "HTTP 500 from http://iris:52773/api/training: <b>ERROR #5002</b> ObjectScript error"
     route_row(first, first, "RestService", 2, iris_error=err)
     add(first, first, "Router", "RestService", "FormationResponse", "reply", {"error": err}, error=err)
+    log("IrisOperation", "error", f"error reply: {err}", first)
+    log("IrisOperation", "alert", "alert: error reply (1 in the last 60 s)", first)
     # session 15: 50 messages
     first = add(None, None, "ServiceCSV", "Router", "FormationRequest", "request",
                 {"batch": [formation(i)["formation"] for i in range(10, 18)]})
@@ -141,8 +151,9 @@ def build_sample():
         log(rnd.choice([it["name"] for it in PRODUCTION["items"]] + [None]), lvl, texts[lvl])
 
 
-def log(item_name, level, text):
-    EVENTS.append({"id": len(EVENTS) + 1, "time": now(250), "level": level, "item": item_name, "text": text})
+def log(item_name, level, text, session=None):
+    EVENTS.append({"id": len(EVENTS) + 1, "time": now(250), "level": level, "item": item_name,
+                   "session_id": session, "text": text})
 
 
 def find_item(name):
@@ -153,23 +164,23 @@ def header(m):
     return {k: v for k, v in m.items() if k != "body"}
 
 
-def run_test(it, typ, body):
-    """Simulate a test request to item `it`; returns (status, payload)."""
-    sid = add(None, None, "PortalTest", it["name"], typ, "request", body)
-    if not it["enabled"]:
-        err = f"{it['name']} is disabled"
-        add(sid, sid, it["name"], "PortalTest", REPLY_TYPE.get(typ, "FormationResponse"), "reply", {"error": err}, error=err)
-        return 503, {"error": err, "session_id": sid}
+def run_test(it, typ, body, source="TestingService"):
+    """Simulate a test request to item `it`; returns (status, payload) as the real API does."""
+    if not it["enabled"]:  # refused before anything is stored: no session
+        return 409, {"error": f"item '{it['name']}' is disabled", "session_id": None}
+    sid = add(None, None, source, it["name"], typ, "request", body)
     if "fail" in json.dumps(body).lower():
         err = f"{it['name']}: simulated failure (the body contains 'fail')"
-        add(sid, sid, it["name"], "PortalTest", REPLY_TYPE.get(typ, "FormationResponse"), "reply", {"error": err}, error=err)
-        return 200, {"error": err, "session_id": sid}
+        add(sid, sid, it["name"], source, REPLY_TYPE.get(typ, "FormationResponse"), "reply", {"error": err}, error=err)
+        it["errors"] += 1
+        log(it["name"], "error", f"error reply: {err}", sid)
+        return 502, {"error": f"{it['name']} replied with an error: {err}", "session_id": sid}
     if it["name"] == "Router":
-        route_row(sid, sid, "PortalTest", 99, pg=find_item("PostgresOperation")["enabled"])
+        route_row(sid, sid, source, 99, pg=find_item("PostgresOperation")["enabled"])
     reply = {"type": REPLY_TYPE.get(typ, "FormationResponse"), "body": {"status": "ok", "handled_by": it["name"]}}
-    add(sid, sid, it["name"], "PortalTest", reply["type"], "reply", reply["body"])
+    add(sid, sid, it["name"], source, reply["type"], "reply", reply["body"])
     it["processed"] += 1
-    return 200, {"session_id": sid, "reply": reply}
+    return 200, {"session_id": sid, "request_id": sid, "reply": reply}
 
 
 def tick():
@@ -240,84 +251,103 @@ class Handler(BaseHTTPRequestHandler):
                 tick()
                 return 200, PRODUCTION
             case ("POST", ["production", action]) if action in ("start", "stop", "update"):
+                names = [it["name"] for it in PRODUCTION["items"]]
                 if action == "update":
-                    log(None, "info", "Production configuration reloaded")
-                    return 200, {"ok": True, "message": "Configuration reloaded: no item changed."}
+                    log(None, "info", "configuration updated")
+                    return 200, {"ok": True, "message": f"updated: 0 restarted, 0 started, 0 stopped, {len(names)} unchanged",
+                                 "report": {"started": [], "restarted": [], "stopped": [], "unchanged": names}}
                 want = "running" if action == "start" else "stopped"
                 if PRODUCTION["state"] == want:
-                    return 409, {"error": f"Production is already {want}"}
+                    return 200, {"ok": True, "message": f"the production is already {want}"}
                 PRODUCTION["state"] = want
                 for it in PRODUCTION["items"]:
                     if it["enabled"]:
                         it["state"], it["queued"] = want, 0
-                log(None, "info", f"Production Formation {want}")
-                return 200, {"ok": True, "message": f"Production Formation {want}."}
+                log(None, "info", f"production {want}")
+                return 200, {"ok": True, "message": f"production 'Formation' {'started' if want == 'running' else 'stopped'}"}
             case ("POST", ["items", name, action]):
                 it = find_item(name)
                 if not it:
-                    return 404, {"error": f"No item named {name}"}
+                    return 404, {"error": f"no item named '{name}'"}
                 if action == "test":
                     if not PRODUCTION["testing_enabled"]:
-                        return 403, {"error": "Testing is disabled"}
+                        return 403, {"error": "testing is disabled: set testing_enabled = true in [production]"}
                     typ = (body or {}).get("type")
                     if typ not in [t["type"] for t in TYPES]:
-                        return 400, {"error": f"Unknown message type {typ!r}"}
+                        known = ", ".join(t["type"] for t in TYPES)
+                        return 400, {"error": f"unknown message type '{typ}' (known: {known})"}
                     if typ not in it["accepts"]:
-                        return 400, {"error": f"{name} does not accept {typ}"}
+                        accepts = ", ".join(it["accepts"]) or "nothing: a service takes its input from outside"
+                        return 422, {"error": f"item '{name}' (class {it['class']}) does not accept {typ} (accepts: {accepts})"}
                     return run_test(it, typ, (body or {}).get("body"))
                 running = "running" if PRODUCTION["state"] == "running" else "stopped"
                 if action == "enable":
-                    it["enabled"], it["state"] = True, running
+                    it["enabled"], it["state"], it["state_detail"] = True, running, None
+                    log(name, "info", "enabled")
                 elif action == "disable":
-                    it["enabled"], it["state"], it["queued"] = False, "disabled", 0
+                    it["enabled"], it["state"], it["state_detail"], it["queued"] = False, "disabled", None, 0
+                    log(name, "info", "stopped")
+                    log(name, "info", "disabled")
                 elif action == "restart":
                     if not it["enabled"]:
-                        return 409, {"error": f"{name} is disabled; enable it first"}
-                    it["state"] = running
+                        return 409, {"error": f"item '{name}' is disabled: enable it instead"}
+                    it["state"], it["state_detail"] = running, None
+                    log(name, "info", "restarted")
                 else:
-                    return 404, {"error": f"Unknown action {action}"}
-                log(name, "info", f"{name} {action}d")
+                    return 404, {"error": f"no API endpoint POST /api/items/{name}/{action}"}
                 return 200, it
             case ("GET", ["message-types"]):
                 return 200, {"types": TYPES}
             case ("GET", ["messages"]):
                 try:
-                    limit = max(1, min(int(q.get("limit") or 50), 1000))
+                    limit = min(int(q.get("limit") or 100), 1000)
                     before = int(q["before"]) if q.get("before") else None
                     session = int(q["session"]) if q.get("session") else None
                 except ValueError:
-                    return 400, {"error": "session, limit and before must be integers"}
+                    return 400, {"error": "'session', 'limit' and 'before' must be integers"}
+                if limit < 1:
+                    return 400, {"error": f"'limit' must be at least 1, got {limit}", "field": "limit"}
+                if q.get("status") and q["status"] not in ("queued", "delivered", "completed", "error", "discarded"):
+                    return 400, {"error": f"unknown status '{q['status']}' (queued, delivered, completed, error, discarded)",
+                                 "field": "status"}
                 rows = [m for m in reversed(MESSAGES)
                         if (before is None or m["id"] < before) and (session is None or m["session_id"] == session)
                         and all(not q.get(k) or m[k] == q[k] for k in ("source", "target", "type", "status"))]
                 page = rows[:limit]
-                more = len(rows) > limit
-                return 200, {"messages": [header(m) for m in page], "next_before": page[-1]["id"] if more else None}
+                # As the real API: a full page has a next_before (the next page may then be empty).
+                return 200, {"messages": [header(m) for m in page],
+                             "next_before": page[-1]["id"] if len(page) == limit else None}
             case ("GET", ["messages", mid]) if mid.isdigit() and 0 < int(mid) <= len(MESSAGES):
                 return 200, MESSAGES[int(mid) - 1]
             case ("POST", ["messages", mid, "resend"]) if mid.isdigit() and 0 < int(mid) <= len(MESSAGES):
                 m = MESSAGES[int(mid) - 1]
                 if m["kind"] != "request":
-                    return 400, {"error": "Only requests can be resent"}
+                    return 400, {"error": f"message {mid} is a {m['kind']}: only requests can be resent"}
                 it = find_item(m["target"])
-                status, res = run_test(it, m["type"], copy.deepcopy(m["body"]))
-                return status, {"id": res.get("session_id"), **res}
+                status, res = run_test(it, m["type"], copy.deepcopy(m["body"]), source="Resend")
+                if status != 200:
+                    return status, {**res, "original_id": int(mid)}
+                log(None, "info", f"resend of message {mid} (session {m['session_id']}) to '{m['target']}' "
+                    f"as message {res['request_id']}", res["session_id"])
+                return 200, {"id": res["request_id"], "session_id": res["session_id"], "original_id": int(mid),
+                             "reply": res["reply"]}
             case ("GET", ["messages", mid]) | ("POST", ["messages", mid, "resend"]):
-                return 404, {"error": f"No message {mid}"}
+                return 404, {"error": f"no message with id {mid}"}
             case ("GET", ["sessions", sid, "trace"]):
                 msgs = [m for m in MESSAGES if sid.isdigit() and m["session_id"] == int(sid)]
-                if not msgs:
-                    return 404, {"error": f"No session {sid}"}
-                return 200, {"session_id": int(sid), "messages": msgs}
+                events = [e for e in EVENTS if sid.isdigit() and e["session_id"] == int(sid)]
+                if not msgs and not events:
+                    return 404, {"error": f"no session {sid}"}
+                return 200, {"session_id": int(sid), "messages": msgs, "events": events}
             case ("GET", ["log"]):
-                order = ["trace", "debug", "info", "warn", "error", "alert"]
-                lvl = q.get("level")
-                minimum = order.index(lvl) if lvl in order else 0
-                limit = int(q.get("limit") or 100) if (q.get("limit") or "1").isdigit() else 100
-                rows = [e for e in reversed(EVENTS) if order.index(e["level"]) >= minimum
+                lvl = (q.get("level") or "").lower()
+                if lvl and lvl not in ("trace", "debug", "info", "warn", "error", "alert"):
+                    return 400, {"error": f"unknown level '{lvl}' (trace, debug, info, warn, error, alert)", "field": "level"}
+                limit = min(int(q.get("limit") or 100), 5000) if (q.get("limit") or "1").isdigit() else 100
+                rows = [e for e in reversed(EVENTS) if (not lvl or e["level"] == lvl)  # an exact level, as the real API
                         and (not q.get("item") or e["item"] == q["item"])]
                 return 200, {"events": rows[:limit]}
-        return 404, {"error": f"No route for {method} /api/{'/'.join(parts)}"}
+        return 404, {"error": f"no API endpoint {method} /api/{'/'.join(parts)}"}
 
 
 def main():

@@ -49,6 +49,14 @@ enum Command {
         #[arg(long, default_value_t = 512)]
         in_flight: usize,
     },
+    /// Serve `POST /training/` on `addr`: the production (`--production`) or a bare
+    /// actix-web handler writing the row straight to SQLite. Runs until Ctrl-C.
+    RestServer {
+        #[arg(long)]
+        addr: String,
+        #[arg(long)]
+        production: bool,
+    },
     /// The bare loop: the same file lines and SQLite upserts with no framework.
     IngestBaseline {
         #[arg(long)]
@@ -57,6 +65,105 @@ enum Command {
         #[arg(long)]
         commit_per_row: bool,
     },
+}
+
+/// A bare actix-web handler writing the posted row straight to SQLite (the REST
+/// baseline), or the formation production serving `POST /training/` (full trace).
+async fn rest_server(addr: &str, production: bool) -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    if production {
+        let text = format!(
+            r#"[production]
+name = "bench-rest"
+data_dir = "{root}/data"
+http = "{addr}"
+[[item]]
+name = "RestService"
+class = "svc-rest"
+[[item]]
+name = "Router"
+class = "proc-router"
+[item.settings]
+postgres_rule = "never"
+[[item]]
+name = "FileOperation"
+class = "op-file"
+[item.settings]
+path = "{root}/out"
+[[item]]
+name = "IrisOperation"
+class = "op-iris"
+[[item]]
+name = "PostgresOperation"
+class = "op-postgres"
+enabled = false
+"#,
+            root = dir.path().display()
+        );
+        let config = ProductionConfig::parse(&text, "bench")?;
+        let p = Production::start(config, Arc::new(production::registry()), None).await?;
+        let server = production::server::serve(p.clone())?;
+        println!("listening on {}", server.addr);
+        tokio::signal::ctrl_c().await?;
+        server.stop().await;
+        p.stop().await;
+        return Ok(());
+    }
+    use actix_web::{web, App, HttpResponse, HttpServer};
+    use diesel::r2d2::{ConnectionManager, Pool};
+    #[derive(Deserialize)]
+    struct Body {
+        id: i64,
+        nom: String,
+        salle: String,
+    }
+    let path = dir.path().join("production.db");
+    {
+        let mut c = SqliteConnection::establish(&path.to_string_lossy())?;
+        c.batch_execute("PRAGMA journal_mode = WAL;")?;
+        c.run_pending_migrations(interop::store::MIGRATIONS)
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+    }
+    let pool = Pool::builder()
+        .max_size(4)
+        .build(ConnectionManager::<SqliteConnection>::new(
+            path.to_string_lossy(),
+        ))?;
+    let pool = web::Data::new(pool);
+    let server = HttpServer::new(move || {
+        App::new().app_data(pool.clone()).route(
+            "/training/",
+            web::post().to(
+                |pool: web::Data<Pool<ConnectionManager<SqliteConnection>>>, body: web::Json<Body>| async move {
+                    let b = body.into_inner();
+                    let id = b.id;
+                    let r = web::block(move || -> anyhow::Result<()> {
+                        let mut c = pool.get()?;
+                        c.batch_execute("PRAGMA busy_timeout = 5000; PRAGMA synchronous = NORMAL;")?;
+                        diesel::sql_query(
+                            "INSERT INTO training (id, name, room) VALUES (?, ?, ?) \
+                             ON CONFLICT (id) DO UPDATE SET name = excluded.name, room = excluded.room",
+                        )
+                        .bind::<diesel::sql_types::BigInt, _>(b.id)
+                        .bind::<diesel::sql_types::Text, _>(b.nom)
+                        .bind::<diesel::sql_types::Text, _>(b.salle)
+                        .execute(&mut c)?;
+                        Ok(())
+                    })
+                    .await;
+                    match r {
+                        Ok(Ok(())) => HttpResponse::Created().json(serde_json::json!({ "id": id })),
+                        _ => HttpResponse::InternalServerError().finish(),
+                    }
+                },
+            ),
+        )
+    })
+    .workers(2)
+    .bind(addr)?;
+    println!("listening on {:?}", server.addrs());
+    server.run().await?;
+    Ok(())
 }
 
 /// Peak resident set size of this process, in MiB (Linux `VmHWM`).
@@ -382,6 +489,10 @@ fn main() -> anyhow::Result<()> {
             );
         }
         Command::GenCsv { rows, out } => gen_csv(rows, &out)?,
+        Command::RestServer { addr, production } => {
+            let system = actix::System::new();
+            system.block_on(rest_server(&addr, production))?;
+        }
         Command::Ingest {
             csv,
             postgres,

@@ -191,7 +191,7 @@ pub trait RequestSet: Sized + 'static {
 ///
 /// ```
 /// use interop::{request_set, Message};
-/// #[derive(serde::Serialize, serde::Deserialize)]
+/// #[derive(Debug, serde::Serialize, serde::Deserialize)]
 /// struct Ping { n: u32 }
 /// impl Message for Ping { const TYPE_NAME: &'static str = "Ping"; }
 ///

@@ -5,7 +5,7 @@
 //! ```
 //! # use interop::prelude::*;
 //! # use interop::testing::TestContext;
-//! # #[derive(Clone, Serialize, Deserialize)] struct Ping { n: u32 }
+//! # #[derive(Clone, Debug, Serialize, Deserialize)] struct Ping { n: u32 }
 //! # impl Message for Ping { const TYPE_NAME: &'static str = "Ping"; }
 //! # #[derive(Clone, Serialize, Deserialize)] #[serde(deny_unknown_fields)] struct S { target: String }
 //! # request_set! { pub enum Req { Ping(Ping) } }

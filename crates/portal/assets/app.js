@@ -25,6 +25,8 @@ function build(el, attrs, kids) {
 }
 const h = (tag, attrs, ...kids) => build(document.createElement(tag), attrs, kids);
 const svg = (tag, attrs, ...kids) => build(document.createElementNS(SVG_NS, tag), attrs, kids);
+// Replace an element's children, skipping null/false like h() does (replaceChildren would write "null").
+const fill = (el, ...kids) => { el.replaceChildren(); return build(el, {}, kids); };
 const enc = encodeURIComponent;
 const pretty = (v) => (v === undefined ? '' : JSON.stringify(v, null, 2));
 const text = (v) => (typeof v === 'string' ? v : pretty(v));
@@ -48,8 +50,9 @@ function fmtTime(t, clockOnly = false) {
 const timeEl = (t) => (t ? h('time', { datetime: t, title: t }, fmtTime(t)) : '');
 
 const STATE_CLASS = { running: 'ok', disabled: 'off', error: 'err', stopped: 'stop' };
-const light = (state) =>
-  h('span', { class: `light ${STATE_CLASS[state] || 'warn'}` }, h('span', { class: 'dot', 'aria-hidden': 'true' }), state || 'unknown');
+const light = (state, detail) =>
+  h('span', { class: `light ${STATE_CLASS[state] || 'warn'}`, title: detail || null },
+    h('span', { class: 'dot', 'aria-hidden': 'true' }), state || 'unknown');
 const statusBadge = (m) => h('span', { class: `status ${isErr(m) ? 'bad' : ''}` }, m.status || '');
 
 function field(label, control, cls = '') {
@@ -199,10 +202,13 @@ function pageProduction(root) {
   let panelKey = '';
   const cards = new Map();
 
-  const counts = (it) => [
+  // The card shows the three main counters; the panel adds restarts and alerts.
+  const counts = (it, all = false) => [
     h('span', { class: 'count' }, h('b', {}, it.queued ?? 0), ' queued'),
     h('span', { class: 'count' }, h('b', {}, it.processed ?? 0), ' processed'),
     h('span', { class: `count ${it.errors > 0 ? 'bad' : ''}` }, h('b', {}, it.errors ?? 0), ' errors'),
+    all || it.restarts > 0 ? h('span', { class: `count ${it.restarts > 0 ? 'bad' : ''}` }, h('b', {}, it.restarts ?? 0), ' restarts') : null,
+    all || it.alerts > 0 ? h('span', { class: `count ${it.alerts > 0 ? 'bad' : ''}` }, h('b', {}, it.alerts ?? 0), ' alerts') : null,
   ];
 
   function render() {
@@ -225,9 +231,10 @@ function pageProduction(root) {
     }
     for (const it of prod.items) {
       const card = cards.get(it.name);
-      card.replaceChildren(
-        h('span', { class: 'item-top' }, h('span', { class: 'item-name' }, it.name), light(it.state)),
+      fill(card,
+        h('span', { class: 'item-top' }, h('span', { class: 'item-name' }, it.name), light(it.state, it.state_detail)),
         h('span', { class: 'item-class' }, it.class),
+        it.state_detail ? h('span', { class: `item-detail ${it.state === 'error' ? 'bad' : 'muted'}` }, it.state_detail) : null,
         h('span', { class: 'counts' }, counts(it)));
       card.setAttribute('aria-pressed', String(it.name === selected));
       card.classList.toggle('is-disabled', it.enabled === false);
@@ -238,22 +245,27 @@ function pageProduction(root) {
   function renderPanel() {
     const it = prod && prod.items.find((i) => i.name === selected);
     if (!it) { panel.hidden = true; panelKey = ''; return; }
-    panelCounts.replaceChildren(...counts(it));
-    const key = JSON.stringify({ ...it, queued: 0, processed: 0, errors: 0 });
+    fill(panelCounts, counts(it, true));
+    const key = JSON.stringify({ ...it, queued: 0, processed: 0, errors: 0, restarts: 0, alerts: 0 });
     if (key === panelKey) return;
     panelKey = key;
     const focused = panel.contains(document.activeElement) ? document.activeElement.dataset.act : null;
-    const act = (a, label) => h('button', { type: 'button', 'data-act': a, onclick: (e) => itemAction(it.name, a, e.currentTarget) }, label);
+    // Only what applies: a disabled item can be enabled (the API refuses to restart it), an enabled one disabled or restarted.
+    const off = it.enabled === false;
+    const act = (a, label, applies) => h('button', { type: 'button', 'data-act': a, disabled: !applies,
+      onclick: (e) => itemAction(it.name, a, e.currentTarget) }, label);
     const targets = Object.entries(it.targets || {});
     panel.hidden = false;
-    panel.replaceChildren(
+    fill(panel,
       h('div', { class: 'panel-head' },
         h('h2', { tabindex: '-1' }, it.name),
         h('button', { type: 'button', class: 'close', 'data-act': 'close', 'aria-label': 'Close item details', onclick: () => select(null) }, '×')),
-      h('p', {}, light(it.state), ' ', h('span', { class: 'muted' },
-        `${it.class} · ${it.kind} · pool size ${it.pool_size ?? 1} · ${it.enabled === false ? 'disabled' : 'enabled'}`)),
+      h('p', { class: 'item-state' }, light(it.state), h('span', { class: 'muted small' },
+        [it.class, it.kind, `pool size ${it.pool_size ?? 1}`, off && it.state !== 'disabled' ? 'disabled' : null].filter(Boolean).join(' · '))),
+      it.state_detail ? h('p', { class: `state-detail ${it.state === 'error' ? 'bad' : ''}` }, it.state_detail) : null,
+      it.comment ? h('p', { class: 'comment' }, it.comment) : null,
       panelCounts,
-      h('div', { class: 'actions' }, act('enable', 'Enable'), act('disable', 'Disable'), act('restart', 'Restart'),
+      h('div', { class: 'actions' }, act('enable', 'Enable', off), act('disable', 'Disable', !off), act('restart', 'Restart', !off),
         h('button', { type: 'button', 'data-act': 'test', onclick: () => { location.hash = `#/test?item=${enc(it.name)}`; } }, 'Test')),
       panelMsg,
       h('h3', {}, 'Settings'), kvTable(it.settings, `Settings of ${it.name}`),
@@ -291,8 +303,14 @@ function pageProduction(root) {
     } catch (e) {
       say(panelMsg, `${name}: ${action} failed: ${e.message}`, 'error');
     } finally {
-      btn.disabled = false; // disabling dropped the focus: give it back to the (possibly re-rendered) button
-      if (document.activeElement === document.body) panel.querySelector(`[data-act="${action}"]`)?.focus();
+      // The click disabled the button, which dropped the focus: give it to the re-rendered button, or to its
+      // counterpart when it no longer applies (Enable after a disable).
+      if (btn.isConnected) btn.disabled = false;
+      if (document.activeElement === document.body) {
+        const again = panel.querySelector(`[data-act="${action}"]:not(:disabled)`)
+          || panel.querySelector(`[data-act="${{ enable: 'disable', disable: 'enable' }[action] || action}"]:not(:disabled)`);
+        again?.focus();
+      }
     }
   }
 
@@ -383,7 +401,8 @@ async function pageTest(root, r) {
   }
   function fillExample() {
     const t = types.find((x) => x.type === typeSel.value);
-    bodyTa.value = pretty(t && t.example !== undefined ? t.example : {});
+    // Types without an example (replies, mostly) have `example: null`: start from an empty object.
+    bodyTa.value = pretty(t && t.example != null ? t.example : {});
   }
   itemSel.addEventListener('change', fillTypes);
   typeSel.addEventListener('change', fillExample);
@@ -411,7 +430,8 @@ async function pageTest(root, r) {
   }
   function showResult(res) {
     const sid = res.session_id;
-    const link = sid != null ? h('p', {}, h('a', { href: traceHref(sid) }, `View the visual trace of session ${sid}`)) : null;
+    const link = sid != null ? h('p', {}, h('a', { href: traceHref(sid) }, `View the visual trace of session ${sid}`),
+      res.request_id != null ? h('span', { class: 'muted' }, ` · request `, h('a', { href: `#/messages/${enc(res.request_id)}?session=${enc(sid)}` }, `#${res.request_id}`)) : null) : null;
     if (res.error != null) {
       out.replaceChildren(h('div', { class: 'card result-error', role: 'alert' },
         h('h2', {}, 'Error'), h('pre', { class: 'error-text' }, text(res.error)), link));
@@ -466,7 +486,7 @@ function pageMessages(root, r) {
     inputmode: name === 'session' ? 'numeric' : null });
   const f = { session: input('session'), source: input('source'), target: input('target'), type: input('type') };
   f.status = h('select', { id: 'f-status', name: 'status', value: p.get('status') || '' },
-    ['', 'queued', 'delivered', 'completed', 'error'].map((v) => h('option', { value: v }, v || 'any')));
+    ['', 'queued', 'delivered', 'completed', 'error', 'discarded'].map((v) => h('option', { value: v }, v || 'any')));
   f.limit = h('select', { id: 'f-limit', name: 'limit', value: p.get('limit') || '50' },
     ['20', '50', '100', '200', '500'].map((v) => h('option', { value: v }, v)));
   const newestBtn = h('button', { type: 'button', onclick: () => load(null) }, 'Newest');
@@ -505,7 +525,8 @@ function pageMessages(root, r) {
       nextBefore = data.next_before ?? null;
       say(msg, '');
       tbody.replaceChildren(...list.map(rowOf));
-      if (!list.length) tbody.append(h('tr', {}, h('td', { colspan: 8, class: 'muted' }, 'No messages match.')));
+      // next_before is set whenever a page is full, so the last "Older" page may be empty.
+      if (!list.length) tbody.append(h('tr', {}, h('td', { colspan: 8, class: 'muted' }, before != null ? 'No older messages.' : 'No messages match.')));
       info.textContent = list.length ? `${list.length} messages, ids ${list[0].id} … ${list[list.length - 1].id}` : '';
       newestBtn.disabled = before == null;
       olderBtn.disabled = nextBefore == null;
@@ -650,7 +671,13 @@ async function pageTrace(root, r) {
     return;
   }
   const msgs = data.messages || [];
-  if (!msgs.length) { say(msg, `Session ${sid} has no messages.`, 'warn'); return; }
+  const events = data.events || [];
+  const eventList = events.length ? [h('h2', { class: 'events-title' }, `Events of session ${sid}`), eventTable(events, false)] : null;
+  if (!msgs.length) { // purged messages: the session may still have its events
+    say(msg, `Session ${sid} has no messages.`, 'warn');
+    root.append(...(eventList || []));
+    return;
+  }
   const errors = msgs.filter(isErr).length;
   const detail = h('aside', { class: 'panel trace-detail', 'aria-label': 'Message details', 'aria-live': 'polite' },
     h('p', { class: 'muted' }, 'Select an arrow to see the message header and body.'));
@@ -660,12 +687,29 @@ async function pageTrace(root, r) {
   });
   root.append(
     h('p', { class: 'summary' }, `${msgs.length} messages`, errors ? [' · ', h('span', { class: 'bad' }, `${errors} error${errors > 1 ? 's' : ''}`)] : '',
+      events.length ? ` · ${events.length} event${events.length > 1 ? 's' : ''}` : '',
       ' · ', h('a', { href: `#/messages?session=${enc(sid)}` }, 'Show in message viewer')),
-    h('div', { class: 'trace-layout' }, h('div', { class: 'trace-scroll' }, diagram), detail));
+    h('div', { class: 'trace-layout' }, h('div', { class: 'trace-main' }, h('div', { class: 'trace-scroll' }, diagram), eventList), detail));
 }
 
 // ---------------------------------------------------------------- event log
 const LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'alert'];
+
+// Events as a table (newest or oldest first, as given); withSession adds a column linking each
+// event's session to its visual trace (the trace page lists one session's events only).
+function eventTable(events, withSession = true) {
+  const cols = ['Time', 'Level', 'Item', ...(withSession ? ['Session'] : []), 'Text'];
+  const rows = events.map((ev) => h('tr', { class: LEVELS.includes(ev.level) ? `lvl-${ev.level}` : '' },
+    h('td', { class: 'shrink' }, timeEl(ev.time)),
+    h('td', { class: 'shrink' }, h('span', { class: 'level' }, ev.level)),
+    h('td', { class: 'shrink' }, ev.item ?? '—'),
+    withSession ? h('td', { class: 'shrink' }, ev.session_id != null
+      ? h('a', { href: traceHref(ev.session_id), title: `Visual trace of session ${ev.session_id}` }, ev.session_id) : '—') : null,
+    h('td', { class: 'log-text' }, ev.text)));
+  if (!events.length) rows.push(h('tr', {}, h('td', { colspan: cols.length, class: 'muted' }, 'No events match.')));
+  return tableWrap(h('table', { class: 'grid log' },
+    h('thead', {}, h('tr', {}, cols.map((c) => h('th', { scope: 'col' }, c)))), h('tbody', {}, rows)));
+}
 
 function pageLog(root, r) {
   const p = r.params;
@@ -676,14 +720,12 @@ function pageLog(root, r) {
     ['50', '100', '200', '500', '1000'].map((v) => h('option', { value: v }, v)));
   const msg = h('p', { class: 'msg', hidden: true });
   const info = h('p', { class: 'muted small' });
-  const tbody = h('tbody');
+  const list = h('div', { class: 'log-list' });
   root.append(h('h1', {}, 'Event Log'),
     h('form', { class: 'card filters', onsubmit: (e) => { e.preventDefault(); load(); } },
       field('Level', level), field('Item', item), field('Limit', limit),
       h('div', { class: 'actions' }, h('button', { type: 'submit', class: 'primary' }, 'Refresh'))),
-    msg, info,
-    tableWrap(h('table', { class: 'grid log' },
-      h('thead', {}, h('tr', {}, ['Time', 'Level', 'Item', 'Text'].map((c) => h('th', { scope: 'col' }, c)))), tbody)));
+    msg, info, list);
 
   async function load() {
     const qs = new URLSearchParams();
@@ -694,13 +736,8 @@ function pageLog(root, r) {
     try {
       const events = (await api(`/api/log?${qs}`)).events || [];
       say(msg, '');
-      info.textContent = `${events.length} events, newest first · loaded ${new Date().toLocaleTimeString()}`;
-      tbody.replaceChildren(...events.map((ev) => h('tr', { class: LEVELS.includes(ev.level) ? `lvl-${ev.level}` : '' },
-        h('td', { class: 'shrink' }, timeEl(ev.time)),
-        h('td', { class: 'shrink' }, h('span', { class: 'level' }, ev.level)),
-        h('td', { class: 'shrink' }, ev.item ?? '—'),
-        h('td', { class: 'log-text' }, ev.text))));
-      if (!events.length) tbody.append(h('tr', {}, h('td', { colspan: 4, class: 'muted' }, 'No events match.')));
+      info.textContent = `${events.length} events${level.value ? ` at level ${level.value}` : ''}, newest first · loaded ${new Date().toLocaleTimeString()}`;
+      list.replaceChildren(eventTable(events));
     } catch (e) {
       say(msg, `Cannot load the event log: ${e.message}`, 'error');
     }

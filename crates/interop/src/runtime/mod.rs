@@ -503,10 +503,9 @@ impl Core {
                     error_text: None,
                     processed: Some(processed),
                 };
-                self.store
-                    .insert_and_update(row, update)
-                    .await
-                    .map_err(|e| SendError::Store(e.to_string()))?;
+                // Not awaited: the request was durable before delivery, so a reply lost in
+                // a crash means a re-delivery, which operations take idempotently.
+                drop(self.store.insert_and_update(row, update));
                 Ok(reply)
             }
             Ok(Err(error)) => {
@@ -544,7 +543,7 @@ impl Core {
                     error_text: Some(error.message.clone()),
                     processed: Some(processed),
                 };
-                drop(self.store.insert_and_update(row, update).await);
+                drop(self.store.insert_and_update(row, update));
                 Err(SendError::ErrorReply {
                     target,
                     message: error.message,
@@ -819,7 +818,7 @@ impl Production {
             db.clone(),
             config.production.persist_messages,
         )?);
-        let first_id_of_run = store.next_id();
+        let first_id_of_run = store.peek_id();
         let threads = config.production.worker_threads.unwrap_or(1).clamp(1, 64);
         let arbiters = (0..threads).map(|_| Arbiter::new()).collect();
         let mut map = HashMap::new();

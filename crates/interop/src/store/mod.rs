@@ -237,6 +237,8 @@ impl Future for Durable {
 pub trait MessageStore: Send + Sync + 'static {
     /// A new message id; ids grow in the order messages are created.
     fn next_id(&self) -> i64;
+    /// The id `next_id` would give, without taking it.
+    fn peek_id(&self) -> i64;
     fn insert(&self, row: MessageRow) -> Durable;
     /// Several writes that commit together (a reply and its request's new status).
     fn insert_and_update(&self, row: MessageRow, update: StatusUpdate) -> Durable;
