@@ -32,6 +32,14 @@ pub struct Settings {
     /// Item that answers list, get, update and delete (`Training*Request`).
     #[serde(default = "default_iris_target")]
     pub iris_target: String,
+    /// Calls into the production in flight at once; beyond it requests are answered
+    /// 503 with `Retry-After` instead of queueing without bound.
+    #[serde(default = "default_max_in_flight")]
+    pub max_in_flight: usize,
+}
+
+fn default_max_in_flight() -> usize {
+    512
 }
 
 fn default_target() -> String {
@@ -104,6 +112,7 @@ mod tests {
         let settings = Settings {
             target: " ".into(),
             iris_target: "IrisOperation".into(),
+            max_in_flight: 512,
         };
         let result = TestContext::new().service::<RestService>(settings).await;
         let error = result.err().expect("an empty target must be refused");

@@ -199,12 +199,46 @@ fn rest_service(production: &Production) -> Result<Rest, RestError> {
     Ok(Rest { ctx, settings })
 }
 
-/// Send one request as a new session; a failed call becomes 502/503/504.
+/// Calls into the production in flight from the REST routes.
+static IN_FLIGHT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// One slot of `IN_FLIGHT`, given back on drop.
+struct Slot;
+
+impl Slot {
+    fn take(max: usize) -> Option<Slot> {
+        use std::sync::atomic::Ordering;
+        let before = IN_FLIGHT.fetch_add(1, Ordering::SeqCst);
+        if before >= max {
+            IN_FLIGHT.fetch_sub(1, Ordering::SeqCst);
+            return None;
+        }
+        Some(Slot)
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        IN_FLIGHT.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// Send one request as a new session; a failed call becomes 502/503/504, and a
+/// production that already has `max_in_flight` REST calls in progress answers 503.
 async fn call<M: Message>(
     rest: &Rest,
     target: &str,
     message: &M,
 ) -> Result<(i64, AnyMessage), RestError> {
+    let Some(_slot) = Slot::take(rest.settings.max_in_flight.max(1)) else {
+        return Err(RestError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "the production is busy ({} REST calls in progress); retry shortly",
+                rest.settings.max_in_flight
+            ),
+        ));
+    };
     let reply = rest.ctx.send_request_session(target, message).await;
     match reply.result {
         Ok(m) => Ok((reply.session_id, m)),

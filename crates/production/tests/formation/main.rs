@@ -471,3 +471,205 @@ async fn rows_that_outlast_the_failure_timeout_end_as_errors_and_a_resend_delive
     assert_eq!(pg.count(), 20);
     p.stop().await;
 }
+
+mod overload {
+    use super::*;
+    use formation_messages::{TrainingIrisRequest, TrainingIrisResponse};
+    use interop::prelude::*;
+
+    #[derive(Clone, Debug, Serialize, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct SlowSettings {
+        sleep_ms: u64,
+    }
+
+    request_set! {
+        pub enum SlowRequest { Iris(TrainingIrisRequest) }
+    }
+
+    /// An embedded-DB stand-in that takes `sleep_ms` per message and keeps the ids.
+    pub struct SlowIris {
+        sleep: Duration,
+        db: interop::EmbeddedDb,
+    }
+
+    impl BusinessOperation for SlowIris {
+        const CLASS: &'static str = "test-slow-iris";
+        type Settings = SlowSettings;
+        type Request = SlowRequest;
+        fn new(s: SlowSettings, ctx: &HostContext) -> HostResult<Self> {
+            Ok(SlowIris {
+                sleep: Duration::from_millis(s.sleep_ms),
+                db: ctx.embedded_db()?,
+            })
+        }
+        async fn on_message(
+            &mut self,
+            _: &MessageContext,
+            r: SlowRequest,
+        ) -> HostResult<AnyMessage> {
+            let SlowRequest::Iris(r) = r;
+            actix_rt::time::sleep(self.sleep).await;
+            let t = r.training;
+            self.db
+                .write(move |c| {
+                    diesel::sql_query(
+                        "INSERT OR REPLACE INTO training (id, name, room) VALUES (?, ?, ?)",
+                    )
+                    .bind::<BigInt, _>(t.id)
+                    .bind::<diesel::sql_types::Text, _>(t.name)
+                    .bind::<diesel::sql_types::Text, _>(t.room)
+                    .execute(c)
+                })
+                .await?;
+            AnyMessage::new(&TrainingIrisResponse {
+                ok: true,
+                flag: false,
+            })
+        }
+    }
+
+    fn peak_rss_mib() -> f64 {
+        std::fs::read_to_string("/proc/self/status")
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find(|l| l.starts_with("VmHWM:"))
+                    .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+            })
+            .map_or(f64::NAN, |kb| kb / 1024.0)
+    }
+
+    #[actix_rt::test]
+    async fn a_flood_on_a_slow_operation_stays_bounded_loses_nothing_and_drains() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().display().to_string();
+        let text = format!(
+            r#"[production]
+name = "Overload"
+data_dir = "{root}/data"
+default_timeout_ms = 120000
+[[item]]
+name = "ServiceCSV"
+class = "svc-csv"
+[item.settings]
+path = "{root}/in"
+call_interval_ms = 50
+max_in_flight = 256
+[[item]]
+name = "RestService"
+class = "svc-rest"
+[item.settings]
+max_in_flight = 32
+[[item]]
+name = "Router"
+class = "proc-router"
+[item.settings]
+postgres_rule = "never"
+iris_target = "SlowIris"
+[[item]]
+name = "FileOperation"
+class = "op-file"
+[item.settings]
+path = "{root}/out"
+[[item]]
+name = "IrisOperation"
+class = "op-iris"
+[[item]]
+name = "SlowIris"
+class = "test-slow-iris"
+[item.settings]
+sleep_ms = 1
+[[item]]
+name = "PostgresOperation"
+class = "op-postgres"
+enabled = false
+"#
+        );
+        let mut registry = production::registry();
+        registry.operation::<SlowIris>();
+        let config = ProductionConfig::parse(&text, "overload.toml").unwrap();
+        let p = Production::start(config, Arc::new(registry), None)
+            .await
+            .unwrap();
+        let server = production::server::serve_on(p.clone(), "127.0.0.1:0").unwrap();
+        let url = format!("http://{}/training/", server.addr);
+
+        // CSV: 3000 rows; REST: 48 clients posting as fast as they can for 3 s.
+        std::fs::create_dir_all(dir.path().join("in")).unwrap();
+        std::fs::write(dir.path().join("rows.part"), generated(1, 3000)).unwrap();
+        std::fs::rename(dir.path().join("rows.part"), dir.path().join("in/rows.csv")).unwrap();
+        let clients: Vec<_> = (0..48)
+            .map(|t| {
+                let url = url.clone();
+                tokio::task::spawn_blocking(move || {
+                    let agent = ureq::AgentBuilder::new()
+                        .timeout(Duration::from_secs(150))
+                        .build();
+                    let (mut created, mut busy, mut other) = (Vec::new(), 0, Vec::new());
+                    let until = Instant::now() + Duration::from_secs(3);
+                    let mut n = 0;
+                    while Instant::now() < until {
+                        n += 1;
+                        let id = 100_000 + t * 10_000 + n;
+                        let body = serde_json::json!({"id": id, "nom": "flood", "salle": "S"});
+                        match agent.post(&url).send_json(body) {
+                            Ok(r) if r.status() == 201 => created.push(id),
+                            Err(ureq::Error::Status(503, r)) => {
+                                assert_eq!(r.header("Retry-After"), Some("1"));
+                                busy += 1;
+                                std::thread::sleep(Duration::from_millis(5));
+                            }
+                            Ok(r) => other.push(r.status()),
+                            Err(ureq::Error::Status(code, _)) => other.push(code),
+                            Err(e) => panic!("{e}"),
+                        }
+                    }
+                    (created, busy, other)
+                })
+            })
+            .collect();
+        let mut max_queued = 0;
+        let sampler_until = Instant::now() + Duration::from_secs(3);
+        while Instant::now() < sampler_until {
+            max_queued = max_queued.max(p.item("SlowIris").unwrap().view().queued);
+            actix_rt::time::sleep(Duration::from_millis(50)).await;
+        }
+        let (mut created, mut busy) = (Vec::new(), 0);
+        for c in clients {
+            let (ok, b, other) = c.await.unwrap();
+            assert!(other.is_empty(), "statuses other than 201/503: {other:?}");
+            created.extend(ok);
+            busy += b;
+        }
+        // Drains once the load stops: every accepted row is stored.
+        let expected = 3000 + created.len() as i64;
+        let s = Instant::now();
+        while count_training(&p) < expected {
+            assert!(s.elapsed() < Duration::from_secs(120), "did not drain");
+            actix_rt::time::sleep(Duration::from_millis(100)).await;
+        }
+        println!(
+            "overload: {} REST rows accepted, {busy} answered 503 busy, 3000 CSV rows; \
+             max queue at the slow operation {max_queued}; peak RSS {:.1} MiB",
+            created.len(),
+            peak_rss_mib()
+        );
+        assert!(busy > 0, "the flood never met the REST limit");
+        // 256 CSV + 32 REST sessions in flight at most: the queue cannot grow past them.
+        assert!(max_queued <= 256 + 32, "queue grew to {max_queued}");
+        assert_eq!(count_training(&p), expected);
+        server.stop().await;
+        p.stop().await;
+    }
+
+    fn count_training(p: &Production) -> i64 {
+        p.embedded_db()
+            .read_blocking(|c| {
+                diesel::sql_query("SELECT count(*) AS n FROM training")
+                    .get_result::<Count>(c)
+                    .map(|r| r.n)
+            })
+            .unwrap_or(-1)
+    }
+}
