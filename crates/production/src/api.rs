@@ -101,6 +101,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .service(post("/items/{name}/test", test_send))
             .service(get("/message-types", message_types))
             .service(get("/messages", messages))
+            .service(post("/messages/resend", resend_many))
             .service(get("/messages/{id}", message))
             .service(post("/messages/{id}/resend", resend))
             .service(get("/sessions/{session_id}/trace", trace))
@@ -835,6 +836,109 @@ async fn resend(production: web::Data<Production>, id: web::Path<i64>) -> ApiRes
     })))
 }
 
+/// What `POST /api/messages/resend` resends: the stored requests matching all the
+/// filters given (at least one), oldest first.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ResendFilter {
+    pub session: Option<i64>,
+    pub source: Option<String>,
+    pub target: Option<String>,
+    #[serde(rename = "type")]
+    pub type_name: Option<String>,
+    /// Usually `error`: the requests that failed.
+    pub status: Option<String>,
+    /// At most this many (default 1000, at most 10000).
+    pub limit: Option<i64>,
+}
+
+/// Resend every stored request matching a filter (e.g. all that failed at a target
+/// during an outage), each as a new session linked to its original in the event log.
+#[utoipa::path(post, path = "/api/messages/resend", tag = "messages",
+    request_body = ResendFilter,
+    responses((status = 200, description = "Counts, and one result per resent request"),
+        (status = 400, body = ErrorResponse)))]
+async fn resend_many(
+    production: web::Data<Production>,
+    filter: web::Json<ResendFilter>,
+) -> ApiResult {
+    use futures_util::stream::{self, StreamExt};
+    let f = filter.into_inner();
+    if f.session.is_none()
+        && f.source.is_none()
+        && f.target.is_none()
+        && f.type_name.is_none()
+        && f.status.is_none()
+    {
+        return Err(ApiError::bad_request(
+            "give at least one filter (session, source, target, type, status)",
+        ));
+    }
+    let limit = f.limit.unwrap_or(1000).clamp(1, 10_000);
+    let filter = MessageFilter {
+        session: f.session,
+        source: f.source,
+        target: f.target,
+        type_name: f.type_name,
+        status: f.status,
+        before: None,
+        limit: Some(limit),
+    };
+    let _ = production.store().flush().await;
+    // The search pages newest first, 1000 a page: gather, then resend oldest first.
+    let mut rows = Vec::new();
+    let mut page = filter;
+    loop {
+        let current = page.clone();
+        let found = query(&production, move |s| s.messages(&current)).await?;
+        let last = found.last().map(|r| r.id);
+        let full = found.len() as i64 >= page.limit.unwrap_or(1000).min(1000);
+        rows.extend(found.into_iter().filter(|r| r.kind == "request"));
+        match last {
+            Some(id) if full && (rows.len() as i64) < limit => page.before = Some(id),
+            _ => break,
+        }
+    }
+    rows.truncate(limit as usize);
+    rows.reverse();
+    let results: Vec<Value> = stream::iter(rows)
+        .map(|row| {
+            let production = production.clone();
+            async move {
+                let body: Value = serde_json::from_str(&row.body).unwrap_or(Value::Null);
+                let message = match production.registry().types().check(&row.type_name, &body) {
+                    Ok(m) => m,
+                    Err(e) => return json!({ "original_id": row.id, "error": e }),
+                };
+                let reply = production.send(RESEND_SOURCE, &row.target, message).await;
+                production.event(
+                    Level::Info,
+                    None,
+                    Some(reply.session_id),
+                    &format!(
+                        "resend of message {} (session {}) to '{}' as message {}",
+                        row.id, row.session_id, row.target, reply.request_id
+                    ),
+                );
+                match reply.result {
+                    Ok(_) => json!({ "original_id": row.id, "id": reply.request_id, "session_id": reply.session_id }),
+                    Err(e) => json!({ "original_id": row.id, "id": reply.request_id, "session_id": reply.session_id, "error": e.to_string() }),
+                }
+            }
+        })
+        .buffered(32)
+        .collect()
+        .await;
+    let failed = results.iter().filter(|r| r.get("error").is_some()).count();
+    let _ = production.store().flush().await;
+    Ok(HttpResponse::Ok().json(json!({
+        "resent": results.len(),
+        "ok": results.len() - failed,
+        "failed": failed,
+        "results": results,
+    })))
+}
+
 /// A session's messages in causal order, and its events.
 #[utoipa::path(get, path = "/api/sessions/{session_id}/trace", tag = "messages",
     params(("session_id" = i64, Path, description = "Session id")),
@@ -1047,7 +1151,7 @@ async fn metrics(production: web::Data<Production>) -> HttpResponse {
     info(title = "interop-rs production", description = "The management API (`/api`, `/metrics`) and the REST service routes (`/training`)."),
     paths(
         production_status, start, stop, update, enable, disable, restart, test_send,
-        message_types, messages, message, resend, trace, log, purge, metrics
+        message_types, messages, message, resend, resend_many, trace, log, purge, metrics
     ),
     components(schemas(
         ProductionStatus, ControlResult, MessageTypes, MessageTypeView, TestRequest, TestResult,

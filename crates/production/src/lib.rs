@@ -5,11 +5,13 @@
 
 pub mod api;
 pub mod cli;
+pub mod scaffold;
 pub mod server;
 
 use interop::Registry;
 
-/// Every class this binary can run. A new host crate adds its `register` here.
+/// Every class this binary can run. A new host crate adds its `register` here
+/// (`production new` adds it as the last call, before the final `registry`).
 pub fn registry() -> Registry {
     let mut registry = Registry::new();
     formation_messages::register(&mut registry);

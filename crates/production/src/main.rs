@@ -33,6 +33,9 @@ enum Command {
     Run,
     /// Check a config: classes, settings, targets and message contracts.
     Validate,
+    /// Create a host crate from a template, register its class and add a disabled item
+    /// for it to the config: `production new operation op-audit`.
+    New(production::scaffold::NewArgs),
     /// Operate a running production through its management API.
     #[command(flatten)]
     Api(production::cli::ApiCommand),
@@ -44,6 +47,7 @@ fn main() -> ExitCode {
     match cli.command.unwrap_or(Command::Run) {
         Command::Validate => validate(&cli.config),
         Command::Run => start(&cli.config),
+        Command::New(args) => production::scaffold::run(&cli.config, &args),
         Command::Api(command) => production::cli::run(&cli.config, command),
     }
 }

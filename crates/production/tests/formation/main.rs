@@ -463,12 +463,25 @@ async fn rows_that_outlast_the_failure_timeout_end_as_errors_and_a_resend_delive
     assert!(!alerts.is_empty(), "the failure raised an alert");
 
     proxy.set_up(true);
-    for m in &failed {
-        let message = interop::AnyMessage::from_json(m.type_name.clone(), m.body.clone());
-        let r = p.send("Resend", &m.target, message).await;
-        assert!(r.result.is_ok(), "{:?}", r.result);
-    }
+    // The operator resends every failed PostgreSQL request at once, over the API.
+    let server = production::server::serve_on(p.clone(), "127.0.0.1:0").unwrap();
+    let url = format!("http://{}/api/messages/resend", server.addr);
+    let answer: serde_json::Value = tokio::task::spawn_blocking(move || {
+        ureq::post(&url)
+            .send_json(serde_json::json!({"target": "PostgresOperation", "status": "error"}))
+            .unwrap()
+            .into_json()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        (answer["resent"].as_i64(), answer["ok"].as_i64()),
+        (Some(20), Some(20)),
+        "{answer}"
+    );
     assert_eq!(pg.count(), 20);
+    server.stop().await;
     p.stop().await;
 }
 
