@@ -453,3 +453,54 @@ mod tests {
         assert_eq!(e.body(), json!({"error": "boom", "session_id": 7}));
     }
 }
+
+#[cfg(test)]
+mod fuzz {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn is_client_error(e: &RestError) -> bool {
+        e.status.is_client_error() && !e.error.is_empty()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+        /// Any bytes: a value or a 4xx with a message, never a panic.
+        #[test]
+        fn arbitrary_bodies_are_parsed_or_refused(body in proptest::collection::vec(any::<u8>(), 0..300), id_required in any::<bool>()) {
+            if let Err(e) = parse_formation(&body, id_required) {
+                prop_assert!(is_client_error(&e), "{e:?}");
+            }
+        }
+
+        /// JSON-looking input, deep nesting and SQL included: refused or kept verbatim.
+        #[test]
+        fn json_like_bodies_keep_strings_verbatim(
+            id in any::<i64>(),
+            nom in "\\PC{0,40}",
+            salle in prop_oneof![Just("'; DROP TABLE training; --".to_string()), "\\PC{0,20}"],
+            depth in 0usize..200,
+        ) {
+            let deep = format!("{}1{}", "[".repeat(depth), "]".repeat(depth));
+            let body = serde_json::json!({"id": id, "nom": nom, "salle": salle}).to_string();
+            match parse_formation(body.as_bytes(), true) {
+                Ok(f) => {
+                    prop_assert_eq!(f.nom.as_str(), nom.trim());
+                    prop_assert_eq!(f.salle.as_str(), salle.trim());
+                }
+                Err(e) => prop_assert!(is_client_error(&e), "{e:?}"),
+            }
+            let nested = format!("{{\"id\": 1, \"nom\": {deep}, \"salle\": \"x\"}}");
+            if let Err(e) = parse_formation(nested.as_bytes(), true) {
+                prop_assert!(is_client_error(&e), "{e:?}");
+            }
+        }
+
+        #[test]
+        fn path_ids_and_pages_never_panic(text in "\\PC{0,30}") {
+            if let Err(e) = parse_path_id(&text) { prop_assert!(is_client_error(&e)); }
+            if let Err(e) = parse_page(&text) { prop_assert!(is_client_error(&e)); }
+        }
+    }
+}

@@ -598,3 +598,60 @@ fn an_alert_target_that_cannot_take_alerts_is_refused() {
         "{errors:?}"
     );
 }
+
+mod config_fuzz {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn value() -> impl Strategy<Value = String> {
+        prop_oneof![
+            Just("\"A\"".to_string()),
+            Just("\"${INTEROP_FUZZ_UNSET}\"".to_string()),
+            any::<i64>().prop_map(|n| n.to_string()),
+            any::<bool>().prop_map(|b| b.to_string()),
+            "\"\\PC{0,12}\"".prop_map(|s| s.replace('\\', "")),
+            Just("[1, \"x\"]".to_string()),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+        /// Any text: a config or an error naming the file, never a panic.
+        #[test]
+        fn arbitrary_text_is_parsed_or_refused(text in "\\PC{0,300}") {
+            if let Err(e) = ProductionConfig::parse(&text, "fuzz.toml") {
+                prop_assert!(e.to_string().contains("fuzz.toml"));
+            }
+        }
+
+        /// Well-formed files with random classes, names and settings: validate answers
+        /// with every item's settings or with errors, never a panic.
+        #[test]
+        fn random_items_validate_or_name_their_errors(items in proptest::collection::vec((
+            prop_oneof![Just("A"), Just("B"), Just("Chain"), Just("")],
+            prop_oneof![Just("test-echo"), Just("test-chain"), Just("test-ticker"), Just("test-alerts"), Just("nope")],
+            any::<u8>(),
+            proptest::collection::vec((prop_oneof![Just("label"), Just("first"), Just("second"), Just("target"), Just("count"), Just("sleep_ms"), Just("bogus")], value()), 0..4),
+        ), 0..6)) {
+            let mut text = String::new();
+            for (name, class, pool, settings) in &items {
+                text.push_str(&format!("[[item]]\nname = \"{name}\"\nclass = \"{class}\"\npool_size = {pool}\n[item.settings]\n"));
+                let mut seen = std::collections::HashSet::new();
+                for (k, v) in settings {
+                    if seen.insert(*k) {
+                        text.push_str(&format!("{k} = {v}\n"));
+                    }
+                }
+            }
+            let dir = std::env::temp_dir();
+            let full = format!("[production]\nname = \"F\"\ndata_dir = \"{}\"\n{text}", dir.display());
+            if let Ok(cfg) = ProductionConfig::parse(&full, "fuzz.toml") {
+                match registry().validate(&cfg) {
+                    Ok(valid) => prop_assert_eq!(valid.len(), cfg.items.len()),
+                    Err(errors) => prop_assert!(errors.iter().all(|e| !e.to_string().is_empty())),
+                }
+            }
+        }
+    }
+}
