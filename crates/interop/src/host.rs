@@ -216,6 +216,18 @@ impl HostContext {
     }
 }
 
+/// Run blocking work (files, a synchronous driver) on the blocking pool, so the item's
+/// thread stays free; a panic in `f` becomes an error instead of taking the item down.
+pub async fn blocking<T, F>(f: F) -> HostResult<T>
+where
+    T: Send + 'static,
+    F: FnOnce() -> T + Send + 'static,
+{
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| HostError::new(format!("blocking task failed: {e}")))
+}
+
 /// The context of one request being handled: sends from here belong to its session.
 #[derive(Clone)]
 pub struct MessageContext {
@@ -239,6 +251,11 @@ impl MessageContext {
 
     pub fn request_id(&self) -> i64 {
         self.request_id
+    }
+
+    /// Send a request and decode its reply as `R`: the common case in one call.
+    pub async fn call<R: Message, M: Message>(&self, target: &str, message: &M) -> HostResult<R> {
+        self.send_request_sync(target, message).await?.decode::<R>()
     }
 
     /// Send a request and wait for its reply (the production's default timeout).

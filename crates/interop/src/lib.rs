@@ -19,8 +19,8 @@ pub mod testing;
 pub use config::{ConfigError, ItemConfig, ProductionConfig};
 pub use error::{HostError, SendError, StoreError};
 pub use host::{
-    AsyncReply, BusinessOperation, BusinessProcess, BusinessService, HostContext, HostKind,
-    HostResult, MessageContext, ProcessContext, ServiceContext, Target,
+    blocking, AsyncReply, BusinessOperation, BusinessProcess, BusinessService, HostContext,
+    HostKind, HostResult, MessageContext, ProcessContext, ServiceContext, Target,
 };
 pub use message::{Ack, AnyMessage, Message, MessageTypes, RequestSet};
 pub use registry::{ClassInfo, Registry};
@@ -30,7 +30,7 @@ pub use store::{EmbeddedDb, Level};
 /// What a host crate usually needs.
 pub mod prelude {
     pub use crate::{
-        request_set, Ack, AnyMessage, AsyncReply, BusinessOperation, BusinessProcess,
+        blocking, request_set, Ack, AnyMessage, AsyncReply, BusinessOperation, BusinessProcess,
         BusinessService, HostContext, HostError, HostResult, Message, MessageContext,
         ProcessContext, Registry, SendError, ServiceContext, Target,
     };

@@ -201,6 +201,25 @@ impl Registry {
                     continue;
                 }
             };
+            // A class naming a target setting its Settings lack is a typo in the class:
+            // say so instead of silently skipping the contract check.
+            if let Ok(settings) = class.parse_settings(&table) {
+                if let Some(t) = class
+                    .targets
+                    .iter()
+                    .find(|t| settings.get(t.setting).is_none())
+                {
+                    errors.push(ConfigError::Setting {
+                        item: item.name.clone(),
+                        class: item.class.clone(),
+                        message: format!(
+                            "the class declares a target setting '{}' that its Settings do not have",
+                            t.setting
+                        ),
+                    });
+                    continue;
+                }
+            }
             match class.parse_settings(&table) {
                 Ok(settings) => valid.push(ValidItem {
                     config: item.clone(),

@@ -51,6 +51,10 @@ pub struct SentRequest {
 
 #[derive(Default)]
 struct Shared {
+    /// Item name given to hosts built here (default: their class name).
+    item_name: Option<String>,
+    /// Stubs answering after a delay, by target.
+    delays: HashMap<String, std::time::Duration>,
     stubs: HashMap<String, Stub>,
     disabled: Vec<String>,
     sent: Mutex<Vec<SentRequest>>,
@@ -72,6 +76,7 @@ impl Dispatcher for Shared {
                 message: call.message.clone(),
             });
         }
+        let delay = self.delays.get(&call.target).copied();
         let result = if self.disabled.contains(&call.target) {
             Err(SendError::TargetDisabled(call.target))
         } else {
@@ -84,6 +89,9 @@ impl Dispatcher for Shared {
             }
         };
         Box::pin(async move {
+            if let Some(delay) = delay {
+                tokio::time::sleep(delay).await;
+            }
             CallReply {
                 session_id,
                 request_id: id,
@@ -159,6 +167,18 @@ impl TestContext {
         self
     }
 
+    /// Make `target`'s stub answer after `delay` (slow targets, concurrency limits).
+    pub fn delay_from(mut self, target: &str, delay: std::time::Duration) -> Self {
+        self.shared_mut().delays.insert(target.to_string(), delay);
+        self
+    }
+
+    /// Build hosts as the item `name` (as in the production's config), not their class.
+    pub fn named(mut self, name: &str) -> Self {
+        self.shared_mut().item_name = Some(name.to_string());
+        self
+    }
+
     /// Stub `target` so that every request gets an error reply.
     pub fn fail_from(self, target: &str, error: &str) -> Self {
         let error = error.to_string();
@@ -215,7 +235,8 @@ impl TestContext {
             .unwrap_or_default()
     }
 
-    fn host_context(&self, item: &str) -> HostContext {
+    fn host_context(&self, class: &str) -> HostContext {
+        let item = self.shared.item_name.as_deref().unwrap_or(class);
         HostContext::new(item, self.shared.clone() as Arc<dyn Dispatcher>)
     }
 
@@ -254,10 +275,17 @@ impl TestContext {
         &self,
         settings: H::Settings,
     ) -> HostResult<TestService<H>> {
-        let ctx = ServiceContext::new(self.host_context(H::CLASS));
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let item = self.shared.item_name.as_deref().unwrap_or(H::CLASS);
+        let host_ctx = HostContext::with_stop_flag(
+            item,
+            self.shared.clone() as Arc<dyn Dispatcher>,
+            stop.clone(),
+        );
+        let ctx = ServiceContext::new(host_ctx);
         let mut host = H::new(settings, &ctx)?;
         host.on_init(&ctx).await?;
-        Ok(TestService { host, ctx })
+        Ok(TestService { host, ctx, stop })
     }
 }
 
@@ -337,6 +365,7 @@ impl<H: BusinessProcess> TestProcess<H> {
 pub struct TestService<H: BusinessService> {
     pub host: H,
     ctx: ServiceContext,
+    stop: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl<H: BusinessService> TestService<H> {
@@ -347,6 +376,12 @@ impl<H: BusinessService> TestService<H> {
 
     pub fn context(&self) -> &ServiceContext {
         &self.ctx
+    }
+
+    /// Ask the service to stop, as the production does on stop: `ctx.stopping()` turns
+    /// true, so a long input stops early.
+    pub fn request_stop(&self) {
+        self.stop.store(true, Ordering::SeqCst);
     }
 
     pub async fn tear_down(mut self) {

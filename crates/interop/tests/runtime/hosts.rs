@@ -292,12 +292,31 @@ impl BusinessOperation for AlertSink {
 #[serde(deny_unknown_fields)]
 pub struct ChainlessSettings {}
 
+/// A class whose target setting is misspelt: validation must say so.
+pub struct Typo;
+
+impl BusinessProcess for Typo {
+    const CLASS: &'static str = "test-typo";
+    type Settings = ChainSettings;
+    type Request = PingOnly;
+    fn targets() -> Vec<Target> {
+        vec![Target::sends::<Ping>("frist")]
+    }
+    fn new(_: ChainSettings, _: &HostContext) -> HostResult<Self> {
+        Ok(Typo)
+    }
+    async fn on_request(&self, _: &ProcessContext, _: PingOnly) -> HostResult<Option<AnyMessage>> {
+        Ok(None)
+    }
+}
+
 pub fn registry() -> Registry {
     let mut r = Registry::new();
     r.message::<Pong>().message::<Other>();
     r.operation::<Echo>()
         .process::<Chain>()
         .service::<Ticker>()
-        .operation::<AlertSink>();
+        .operation::<AlertSink>()
+        .process::<Typo>();
     r
 }

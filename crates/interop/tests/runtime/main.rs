@@ -655,3 +655,68 @@ mod config_fuzz {
         }
     }
 }
+
+mod harness {
+    use super::*;
+    use interop::testing::TestContext;
+
+    #[actix_rt::test]
+    async fn stubs_can_answer_late_and_hosts_carry_their_item_name() {
+        let ctx = TestContext::new()
+            .named("MyChain")
+            .reply_from("A", |p: Ping| Pong {
+                n: p.n,
+                by: "a".into(),
+            })
+            .reply_from("B", |p: Ping| Pong {
+                n: p.n,
+                by: "b".into(),
+            })
+            .delay_from("B", Duration::from_millis(80));
+        let chain = ctx
+            .process::<hosts::Chain>(hosts::ChainSettings {
+                first: "A".into(),
+                second: "B".into(),
+                asynchronous: false,
+                tag: String::new(),
+            })
+            .await
+            .unwrap();
+        let started = std::time::Instant::now();
+        let pong: Pong = chain.send(&Ping { n: 1 }).await.unwrap().decode().unwrap();
+        assert_eq!(pong.n, 11);
+        assert!(started.elapsed() >= Duration::from_millis(80));
+        assert!(ctx.sent().iter().all(|s| s.source == "MyChain"));
+    }
+
+    #[actix_rt::test]
+    async fn a_service_under_test_can_be_asked_to_stop() {
+        let ctx = TestContext::new().reply_from("A", |p: Ping| Pong {
+            n: p.n,
+            by: "a".into(),
+        });
+        let svc = ctx
+            .service::<hosts::Ticker>(hosts::TickerSettings {
+                target: "A".into(),
+                count: 1,
+                call_interval_ms: 10,
+                tag: String::new(),
+            })
+            .await
+            .unwrap();
+        assert!(!svc.context().stopping());
+        svc.request_stop();
+        assert!(svc.context().stopping());
+    }
+
+    #[test]
+    fn a_class_whose_target_setting_does_not_exist_is_refused_by_validate() {
+        let dir = tempfile::tempdir().unwrap();
+        let items = "[[item]]\nname = \"T\"\nclass = \"test-typo\"\n[item.settings]\nfirst = \"x\"\nsecond = \"y\"\n";
+        let errors = registry()
+            .validate(&config(dir.path(), items))
+            .err()
+            .unwrap();
+        assert!(errors[0].to_string().contains("'frist'"), "{errors:?}");
+    }
+}
