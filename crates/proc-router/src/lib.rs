@@ -120,22 +120,22 @@ impl BusinessProcess for Router {
             ..Default::default()
         };
         let mut errors = Vec::new();
-        let mut note =
-            |target: &str, hop: Result<Hop, SendError>, response: &mut FormationResponse| match hop
-            {
-                Ok(Hop::Stored(reply)) => {
-                    response.stored_in.push(target.to_string());
-                    Some(reply)
-                }
-                Ok(Hop::Skipped) => {
-                    response.skipped.push(target.to_string());
-                    None
-                }
-                Err(e) => {
-                    errors.push(e.to_string());
-                    None
-                }
-            };
+        let mut note = |target: &str,
+                        hop: Result<Hop, SendError>,
+                        response: &mut FormationResponse| match hop {
+            Ok(Hop::Stored(reply)) => {
+                response.stored_in.push(target.to_string());
+                Some(reply)
+            }
+            Ok(Hop::Skipped) => {
+                response.skipped.push(target.to_string());
+                None
+            }
+            Err(e) => {
+                errors.push(e.to_string());
+                None
+            }
+        };
 
         let file = self.hop(ctx, &s.file_target, &request).await;
         note(&s.file_target, file, &mut response);
