@@ -333,6 +333,22 @@ async fn with_postgres_down_rows_reach_the_other_sinks_and_postgres_sends_end_as
     let warns = s.events("warn").await;
     assert!(warns.iter().all(|w| !w.contains("s3cret")));
     assert!(p.item("PostgresOperation").unwrap().view().errors >= 4);
+    // Nor in what the API (and so the portal) shows of the item, nor anywhere in the log.
+    let server = production::server::serve_on(p.clone(), "127.0.0.1:0").unwrap();
+    let base = format!("http://{}", server.addr);
+    let pages: Vec<String> = tokio::task::spawn_blocking(move || {
+        ["/api/production", "/api/log?limit=1000", "/metrics"]
+            .iter()
+            .map(|path| ureq::get(&format!("{base}{path}")).call().unwrap().into_string().unwrap())
+            .collect()
+    })
+    .await
+    .unwrap();
+    assert!(pages[0].contains("PostgresOperation") && pages[0].contains("***"), "{}", pages[0]);
+    for page in &pages {
+        assert!(!page.contains("s3cret"), "password shown: {page}");
+    }
+    server.stop().await;
     p.stop().await;
 }
 
