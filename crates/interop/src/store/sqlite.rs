@@ -27,7 +27,9 @@ pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations/s
 /// Most writes committed in one transaction.
 const MAX_BATCH: usize = 8192;
 /// Message rows per multi-row INSERT (SQLite allows 32766 bound values; 14 per row).
-const ROWS_PER_INSERT: usize = 500;
+const ROWS_PER_INSERT: usize = 32;
+/// Message ids per grouped status UPDATE.
+const IDS_PER_UPDATE: usize = 500;
 
 type Done = oneshot::Sender<Result<(), StoreError>>;
 type Completion = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
@@ -270,10 +272,18 @@ fn write_batch(conn: &mut SqliteConnection, batch: &mut Vec<WriteOp>) {
                 WriteOp::Flush(done) => dones.push(done),
             }
         }
-        for chunk in rows.chunks(ROWS_PER_INSERT) {
-            diesel::insert_into(message::table)
-                .values(chunk)
-                .execute(c)?;
+        // Fixed-size groups reuse one prepared statement (diesel caches array inserts);
+        // the remainder goes one row at a time, also through a cached statement.
+        let mut groups = rows.chunks_exact(ROWS_PER_INSERT);
+        for group in &mut groups {
+            if let Ok(group) = <&[MessageRow; ROWS_PER_INSERT]>::try_from(group) {
+                diesel::insert_into(message::table)
+                    .values(group)
+                    .execute(c)?;
+            }
+        }
+        for row in groups.remainder() {
+            diesel::insert_into(message::table).values(row).execute(c)?;
         }
         // The common changes (delivered, completed without error) are applied to many
         // messages per statement; the request's processed time is the commit's.
@@ -301,7 +311,7 @@ fn write_batch(conn: &mut SqliteConnection, batch: &mut Vec<WriteOp>) {
                 }
             }
         }
-        for ids in delivered.chunks(ROWS_PER_INSERT) {
+        for ids in delivered.chunks(IDS_PER_UPDATE) {
             // Never step a message back from a later status.
             diesel::update(
                 message::table
@@ -311,7 +321,7 @@ fn write_batch(conn: &mut SqliteConnection, batch: &mut Vec<WriteOp>) {
             .set(message::status.eq(Status::Delivered.as_str()))
             .execute(c)?;
         }
-        for ids in completed.chunks(ROWS_PER_INSERT) {
+        for ids in completed.chunks(IDS_PER_UPDATE) {
             diesel::update(message::table.filter(message::id.eq_any(ids)))
                 .set((
                     message::status.eq(Status::Completed.as_str()),
