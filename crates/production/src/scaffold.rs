@@ -290,7 +290,11 @@ impl Names {
     /// Names for a (valid) crate name: the kind's usual prefix is dropped and the kind
     /// appended, `op-audit` → `AuditOperation`, `audit` → `AuditOperation`.
     pub fn new(kind: Kind, name: &str) -> Self {
-        let stem = name.strip_prefix(kind.prefix()).unwrap_or(name);
+        // A Rust name cannot start with a digit: `op-2x` keeps its prefix.
+        let stem = name
+            .strip_prefix(kind.prefix())
+            .filter(|s| s.starts_with(|c: char| c.is_ascii_lowercase()))
+            .unwrap_or(name);
         let stem_camel = upper_camel(stem);
         let struct_name = if stem_camel.ends_with(kind.suffix()) {
             stem_camel.clone()
@@ -332,6 +336,8 @@ pub struct CrateSource {
     pub lib_rs: Option<String>,
     /// Every `.rs` file under `src/`.
     pub sources: Vec<String>,
+    /// It depends on the `production` crate (so a new host crate cannot depend on it).
+    pub uses_production: bool,
 }
 
 impl Workspace {
@@ -401,6 +407,9 @@ impl Workspace {
                 continue;
             };
             let package = package_name(&manifest).unwrap_or_else(|| dir.clone());
+            let uses_production = ["dependencies", "dev-dependencies", "build-dependencies"]
+                .iter()
+                .any(|s| section_keys(&manifest, s).iter().any(|k| k == "production"));
             let lib_rs = fs::read_to_string(path.join("src/lib.rs")).ok();
             let mut sources = Vec::new();
             read_sources(&path.join("src"), &mut sources);
@@ -409,6 +418,7 @@ impl Workspace {
                 package,
                 lib_rs,
                 sources,
+                uses_production,
             });
         }
         crates.sort_by(|a, b| a.dir.cmp(&b.dir));
@@ -643,7 +653,7 @@ pub fn resolve_message(
             return Err(format!(
                 "--message '{type_name}': no workspace crate defines it at the root of its \
                  src/lib.rs (`pub struct {type_name}` with `impl Message for {type_name}`); \
-                 message types in the workspace: {}",
+                 message types declared in the workspace: {}",
                 known.join(", ")
             ));
         }
@@ -656,6 +666,13 @@ pub fn resolve_message(
             ));
         }
     };
+    if c.uses_production {
+        return Err(format!(
+            "--message '{type_name}': it is defined in crates/{}, which depends on the \
+             production crate; the new crate depending on it would make a cycle",
+            c.dir
+        ));
+    }
     if !has_example {
         return Err(format!(
             "--message '{type_name}': its `impl Message` in crates/{}/src/lib.rs has no \

@@ -339,12 +339,22 @@ async fn with_postgres_down_rows_reach_the_other_sinks_and_postgres_sends_end_as
     let pages: Vec<String> = tokio::task::spawn_blocking(move || {
         ["/api/production", "/api/log?limit=1000", "/metrics"]
             .iter()
-            .map(|path| ureq::get(&format!("{base}{path}")).call().unwrap().into_string().unwrap())
+            .map(|path| {
+                ureq::get(&format!("{base}{path}"))
+                    .call()
+                    .unwrap()
+                    .into_string()
+                    .unwrap()
+            })
             .collect()
     })
     .await
     .unwrap();
-    assert!(pages[0].contains("PostgresOperation") && pages[0].contains("***"), "{}", pages[0]);
+    assert!(
+        pages[0].contains("PostgresOperation") && pages[0].contains("***"),
+        "{}",
+        pages[0]
+    );
     for page in &pages {
         assert!(!page.contains("s3cret"), "password shown: {page}");
     }
