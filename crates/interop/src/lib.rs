@@ -22,7 +22,7 @@ pub use host::{
     blocking, AsyncReply, BusinessOperation, BusinessProcess, BusinessService, HostContext,
     HostKind, HostResult, MessageContext, ProcessContext, ServiceContext, Target,
 };
-pub use message::{Ack, AnyMessage, Message, MessageTypes, RequestSet};
+pub use message::{Ack, AlertRequest, AnyMessage, Message, MessageTypes, RequestSet};
 pub use registry::{ClassInfo, Registry};
 pub use runtime::{ItemState, ItemView, Production, StartError, UpdateReport};
 pub use store::{EmbeddedDb, Level};

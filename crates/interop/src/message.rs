@@ -123,6 +123,8 @@ type CheckFn = fn(&str) -> Result<(), String>;
 type ExampleFn = fn() -> Option<serde_json::Value>;
 
 struct TypeEntry {
+    /// The Rust type behind the name, to catch two types claiming one name.
+    rust_type: &'static str,
     check: CheckFn,
     example: ExampleFn,
 }
@@ -144,9 +146,22 @@ impl MessageTypes {
         fn example<M: Message>() -> Option<serde_json::Value> {
             M::example().and_then(|m| serde_json::to_value(m).ok())
         }
+        let rust_type = std::any::type_name::<M>();
+        if let Some(existing) = self.types.get(M::TYPE_NAME) {
+            // Two types under one name would decode each other's bodies: a programming
+            // error to stop at start-up, naming both.
+            assert!(
+                existing.rust_type == rust_type,
+                "message type name '{}' is claimed by both {} and {}",
+                M::TYPE_NAME,
+                existing.rust_type,
+                rust_type
+            );
+        }
         self.types.insert(
             M::TYPE_NAME,
             TypeEntry {
+                rust_type,
                 check: check::<M>,
                 example: example::<M>,
             },
@@ -224,4 +239,40 @@ macro_rules! request_set {
             }
         }
     };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(serde::Serialize, serde::Deserialize)]
+    struct One {}
+    impl Message for One {
+        const TYPE_NAME: &'static str = "Same";
+    }
+    #[derive(serde::Serialize, serde::Deserialize)]
+    struct Two {}
+    impl Message for Two {
+        const TYPE_NAME: &'static str = "Same";
+    }
+
+    #[test]
+    #[should_panic(expected = "message type name 'Same' is claimed by both")]
+    fn two_types_cannot_share_a_name() {
+        let mut types = MessageTypes::default();
+        types.register::<One>();
+        types.register::<One>(); // the same type again is fine
+        types.register::<Two>();
+    }
+
+    #[test]
+    fn a_body_is_checked_against_its_type() {
+        let mut types = MessageTypes::default();
+        types.register::<Ack>();
+        assert!(types.check("Ack", &serde_json::json!({})).is_ok());
+        assert!(types
+            .check("Nope", &serde_json::json!({}))
+            .unwrap_err()
+            .contains("unknown"));
+    }
 }

@@ -74,6 +74,9 @@ impl Router {
         target: &str,
         message: &M,
     ) -> Result<Hop, SendError> {
+        if target.is_empty() {
+            return Ok(Hop::Skipped);
+        }
         if ctx.host().item_enabled(target) == Some(false) {
             ctx.trace(&format!("{target} is disabled: skipped"));
             return Ok(Hop::Skipped);
@@ -127,6 +130,8 @@ impl BusinessProcess for Router {
                 response.stored_in.push(target.to_string());
                 Some(reply)
             }
+            // An empty target setting means "no such sink": nothing to report.
+            Ok(Hop::Skipped) if target.is_empty() => None,
             Ok(Hop::Skipped) => {
                 response.skipped.push(target.to_string());
                 None
@@ -162,7 +167,9 @@ impl BusinessProcess for Router {
             let pg = self.hop(ctx, &s.postgres_target, &request).await;
             note(&s.postgres_target, pg, &mut response);
         } else {
-            response.skipped.push(s.postgres_target.clone());
+            if !s.postgres_target.is_empty() {
+                response.skipped.push(s.postgres_target.clone());
+            }
         }
 
         if !errors.is_empty() {
@@ -301,5 +308,21 @@ mod tests {
     fn unknown_rule_is_refused_naming_the_value() {
         let err = settings_from_toml::<Settings>("postgres_rule = \"sometimes\"").unwrap_err();
         assert!(err.contains("sometimes"), "{err}");
+    }
+
+    #[actix_rt::test]
+    async fn an_empty_target_is_no_sink() {
+        let ctx = sinks(false);
+        let s: Settings =
+            settings_from_toml("postgres_target = \"\"\npostgres_rule = \"always\"").unwrap();
+        let router = ctx.process::<Router>(s).await.unwrap();
+        let reply = router
+            .send(&request(8))
+            .await
+            .unwrap()
+            .decode::<FormationResponse>()
+            .unwrap();
+        assert_eq!(reply.stored_in, ["FileOperation", "IrisOperation"]);
+        assert!(reply.skipped.is_empty(), "{:?}", reply.skipped);
     }
 }

@@ -214,49 +214,38 @@ where
     }
 }
 
-pub(crate) fn start_operation<H: BusinessOperation>(spec: InstanceSpec) -> StartedInstance {
+/// A worker future of one kind of host: it owns the host and reports when it is ready.
+type WorkerFn<Fut> = fn(
+    InstanceSpec,
+    mpsc::Receiver<Deliver>,
+    Arc<AtomicBool>,
+    oneshot::Sender<HostResult<()>>,
+    oneshot::Sender<()>,
+) -> Fut;
+
+/// Start an instance whose worker is `worker` (run on the instance's arbiter).
+fn start_with<Fut: std::future::Future<Output = ()> + 'static>(
+    spec: InstanceSpec,
+    worker: WorkerFn<Fut>,
+) -> StartedInstance {
     let (ready_tx, ready_rx) = oneshot::channel();
     let worker_spec = spec.clone();
-    let worker: Worker = Box::new(move |rx, stopping, done| {
-        actix_rt::spawn(operation_worker::<H>(
-            worker_spec,
-            rx,
-            stopping,
-            ready_tx,
-            done,
-        ));
+    let start: Worker = Box::new(move |rx, stopping, done| {
+        actix_rt::spawn(worker(worker_spec, rx, stopping, ready_tx, done));
     });
-    spawn(spec, worker, ready_rx)
+    spawn(spec, start, ready_rx)
+}
+
+pub(crate) fn start_operation<H: BusinessOperation>(spec: InstanceSpec) -> StartedInstance {
+    start_with(spec, operation_worker::<H>)
 }
 
 pub(crate) fn start_process<H: BusinessProcess>(spec: InstanceSpec) -> StartedInstance {
-    let (ready_tx, ready_rx) = oneshot::channel();
-    let worker_spec = spec.clone();
-    let worker: Worker = Box::new(move |rx, stopping, done| {
-        actix_rt::spawn(process_worker::<H>(
-            worker_spec,
-            rx,
-            stopping,
-            ready_tx,
-            done,
-        ));
-    });
-    spawn(spec, worker, ready_rx)
+    start_with(spec, process_worker::<H>)
 }
 
 pub(crate) fn start_service<H: BusinessService>(spec: InstanceSpec) -> StartedInstance {
-    let (ready_tx, ready_rx) = oneshot::channel();
-    let worker_spec = spec.clone();
-    let worker: Worker = Box::new(move |rx, stopping, done| {
-        actix_rt::spawn(service_worker::<H>(
-            worker_spec,
-            rx,
-            stopping,
-            ready_tx,
-            done,
-        ));
-    });
-    spawn(spec, worker, ready_rx)
+    start_with(spec, service_worker::<H>)
 }
 
 fn spawn(
