@@ -107,6 +107,26 @@ pub enum ApiCommand {
         #[command(flatten)]
         conn: Connection,
     },
+    /// Resend a stored request (`resend 42`), or every request matching filters
+    /// (`resend --target PostgresOperation --status error`), each as a new session.
+    Resend {
+        /// The id of one stored request.
+        id: Option<i64>,
+        #[arg(long)]
+        session: Option<i64>,
+        #[arg(long)]
+        source: Option<String>,
+        #[arg(long)]
+        target: Option<String>,
+        #[arg(long = "type")]
+        type_name: Option<String>,
+        #[arg(long)]
+        status: Option<String>,
+        #[arg(long)]
+        limit: Option<i64>,
+        #[command(flatten)]
+        conn: Connection,
+    },
     /// Delete finished messages older than N days.
     Purge {
         #[arg(long)]
@@ -323,6 +343,7 @@ fn connection(command: &ApiCommand) -> &Connection {
         | ApiCommand::Start { conn }
         | ApiCommand::Stop { conn }
         | ApiCommand::Purge { conn, .. }
+        | ApiCommand::Resend { conn, .. }
         | ApiCommand::Enable { conn, .. }
         | ApiCommand::Disable { conn, .. }
         | ApiCommand::Restart { conn, .. } => conn,
@@ -395,6 +416,35 @@ pub fn execute(client: &Client, command: &ApiCommand) -> Result<Value, CliError>
         ApiCommand::Update { .. } => client.call("POST", "/api/production/update", &[], None),
         ApiCommand::Start { .. } => client.call("POST", "/api/production/start", &[], None),
         ApiCommand::Stop { .. } => client.call("POST", "/api/production/stop", &[], None),
+        ApiCommand::Resend {
+            id: Some(id),
+            session: None,
+            source: None,
+            target: None,
+            type_name: None,
+            status: None,
+            ..
+        } => client.call("POST", &format!("/api/messages/{id}/resend"), &[], None),
+        ApiCommand::Resend { id: Some(_), .. } => Err(CliError::Usage(
+            "give a message id or filters, not both".into(),
+        )),
+        ApiCommand::Resend {
+            session,
+            source,
+            target,
+            type_name,
+            status,
+            limit,
+            ..
+        } => client.call(
+            "POST",
+            "/api/messages/resend",
+            &[],
+            Some(&json!({
+                "session": session, "source": source, "target": target,
+                "type": type_name, "status": status, "limit": limit,
+            })),
+        ),
         ApiCommand::Purge {
             older_than_days, ..
         } => {
@@ -554,6 +604,17 @@ pub fn render(command: &ApiCommand, answer: &Value) -> String {
             format!("{}\n", text(answer, "message"))
         }
         ApiCommand::Purge { .. } => format!("deleted {} messages\n", text(answer, "deleted")),
+        ApiCommand::Resend { id: Some(id), .. } => format!(
+            "message {id} resent as message {} (session {})\n",
+            text(answer, "id"),
+            text(answer, "session_id")
+        ),
+        ApiCommand::Resend { .. } => format!(
+            "resent {}: {} ok, {} failed\n",
+            text(answer, "resent"),
+            text(answer, "ok"),
+            text(answer, "failed")
+        ),
         ApiCommand::Enable { .. } | ApiCommand::Disable { .. } | ApiCommand::Restart { .. } => {
             let detail = text(answer, "state_detail");
             format!(

@@ -179,3 +179,33 @@ async fn the_cli_finds_the_url_and_token_in_the_config() {
     assert_eq!(code, 0);
     app.stop().await;
 }
+
+#[actix_rt::test]
+async fn the_cli_resends_one_message_or_a_filtered_set() {
+    let app = spawn_app().await;
+    let sid = app.create(5, "Resend me", "R").await;
+    // The session's first message is the REST service's request to the router.
+    let (code, out, err) = cli_at(&app, &["resend", &sid.to_string()]).await;
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.starts_with(&format!("message {sid} resent as message ")),
+        "{out}"
+    );
+
+    let (code, out, err) = cli_at(
+        &app,
+        &[
+            "resend",
+            "--target",
+            "IrisOperation",
+            "--type",
+            "TrainingIrisRequest",
+        ],
+    )
+    .await;
+    assert_eq!(code, 0, "{err}");
+    assert!(out.starts_with("resent 2: 2 ok, 0 failed"), "{out}");
+
+    let (code, _, err) = cli_at(&app, &["resend", "1", "--target", "Router"]).await;
+    assert_eq!(code, 2, "{err}");
+}
