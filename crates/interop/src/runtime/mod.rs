@@ -29,6 +29,8 @@ use crate::store::{
 
 /// How long `on_init` of one instance may take.
 const INIT_TIMEOUT: Duration = Duration::from_secs(60);
+/// How often the supervisor checks that every running instance's actor is alive.
+const HEALTH_INTERVAL: Duration = Duration::from_millis(500);
 /// How long a stop waits for sessions in flight before stopping items anyway.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -871,7 +873,63 @@ impl Production {
         production
             .core
             .event(Level::Info, None, None, "production started");
+        production.supervise();
         Ok(production)
+    }
+
+    /// Supervision beyond the panics the workers catch: an item whose instance's actor
+    /// is gone (its thread died, it stopped on its own) is rebuilt from its settings.
+    fn supervise(&self) {
+        let link = Arc::downgrade(&self.core);
+        actix_rt::spawn(async move {
+            loop {
+                actix_rt::time::sleep(HEALTH_INTERVAL).await;
+                let Some(core) = link.upgrade() else {
+                    break;
+                };
+                if !core.running.load(Ordering::SeqCst) {
+                    continue;
+                }
+                for item in core.items_in_order() {
+                    let dead = || {
+                        item.state().0 == ItemState::Running
+                            && item
+                                .instances
+                                .read()
+                                .map(|v| v.iter().any(|i| !i.deliver.connected()))
+                                .unwrap_or(false)
+                    };
+                    if !dead() {
+                        continue;
+                    }
+                    let _control = core.control.lock().await;
+                    if !dead() {
+                        continue;
+                    }
+                    item.stats.restarted();
+                    core.alert(
+                        item.name(),
+                        None,
+                        "an instance stopped unexpectedly; restarting the item",
+                    );
+                    core.stop_item(&item, ItemState::Stopped).await;
+                    core.start_item(&item).await;
+                }
+            }
+        });
+    }
+
+    /// Stop the actor of an item's first instance behind the production's back, as a
+    /// crash would: for testing the supervisor.
+    #[doc(hidden)]
+    pub async fn crash_instance(&self, name: &str) {
+        let instance = self
+            .core
+            .item(name)
+            .and_then(|i| i.instances.read().ok().and_then(|v| v.first().cloned()));
+        if let Some(i) = instance {
+            let _ = i.shutdown.send(Shutdown).await;
+        }
     }
 
     /// Copy the `[[production.seed]]` files (first start only).

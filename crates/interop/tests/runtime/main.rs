@@ -720,3 +720,26 @@ mod harness {
         assert!(errors[0].to_string().contains("'frist'"), "{errors:?}");
     }
 }
+
+#[actix_rt::test]
+async fn an_instance_whose_actor_dies_is_rebuilt_by_the_supervisor() {
+    let dir = tempfile::tempdir().unwrap();
+    let items = CHAIN.replace("label = \"a\"", "label = \"a\"\ntag = \"supervised\"");
+    let p = start(dir.path(), &items).await;
+    p.crash_instance("A").await;
+    let started = std::time::Instant::now();
+    loop {
+        if p.send("Tester", "A", ping(3)).await.result.is_ok() {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "A never came back"
+        );
+        actix_rt::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(counters("supervised").inits.load(Ordering::SeqCst), 2);
+    let view = p.item("A").unwrap().view();
+    assert_eq!((view.restarts, view.alerts), (1, 1));
+    p.stop().await;
+}
