@@ -13,6 +13,14 @@ use interop::prelude::*;
 use interop::store::MessageRow;
 use interop::{Production, ProductionConfig};
 
+diesel::table! {
+    training (id) {
+        id -> BigInt,
+        name -> Text,
+        room -> Text,
+    }
+}
+
 #[derive(Parser)]
 struct Cli {
     #[command(subcommand)]
@@ -134,20 +142,25 @@ enabled = false
         App::new().app_data(pool.clone()).route(
             "/training/",
             web::post().to(
-                |pool: web::Data<Pool<ConnectionManager<SqliteConnection>>>, body: web::Json<Body>| async move {
+                |pool: web::Data<Pool<ConnectionManager<SqliteConnection>>>,
+                 body: web::Json<Body>| async move {
                     let b = body.into_inner();
                     let id = b.id;
                     let r = web::block(move || -> anyhow::Result<()> {
                         let mut c = pool.get()?;
-                        c.batch_execute("PRAGMA busy_timeout = 5000; PRAGMA synchronous = NORMAL;")?;
-                        diesel::sql_query(
-                            "INSERT INTO training (id, name, room) VALUES (?, ?, ?) \
-                             ON CONFLICT (id) DO UPDATE SET name = excluded.name, room = excluded.room",
-                        )
-                        .bind::<diesel::sql_types::BigInt, _>(b.id)
-                        .bind::<diesel::sql_types::Text, _>(b.nom)
-                        .bind::<diesel::sql_types::Text, _>(b.salle)
-                        .execute(&mut c)?;
+                        c.batch_execute(
+                            "PRAGMA busy_timeout = 5000; PRAGMA synchronous = NORMAL;",
+                        )?;
+                        diesel::insert_into(training::table)
+                            .values((
+                                training::id.eq(b.id),
+                                training::name.eq(&b.nom),
+                                training::room.eq(&b.salle),
+                            ))
+                            .on_conflict(training::id)
+                            .do_update()
+                            .set((training::name.eq(&b.nom), training::room.eq(&b.salle)))
+                            .execute(&mut c)?;
                         Ok(())
                     })
                     .await;
@@ -289,16 +302,19 @@ fn ingest_baseline(csv: &std::path::Path, commit_per_row: bool) -> anyhow::Resul
     let started = Instant::now();
     let mut reader = csv::ReaderBuilder::new().delimiter(b';').from_path(csv)?;
     let mut rows = 0usize;
+    // The same upsert op-iris does, through diesel's cached prepared statement.
     let upsert =
         |c: &mut SqliteConnection, id: i64, nom: &str, salle: &str| -> QueryResult<usize> {
-            diesel::sql_query(
-                "INSERT INTO training (id, name, room) VALUES (?, ?, ?) \
-             ON CONFLICT (id) DO UPDATE SET name = excluded.name, room = excluded.room",
-            )
-            .bind::<diesel::sql_types::BigInt, _>(id)
-            .bind::<diesel::sql_types::Text, _>(nom)
-            .bind::<diesel::sql_types::Text, _>(salle)
-            .execute(c)
+            diesel::insert_into(training::table)
+                .values((
+                    training::id.eq(id),
+                    training::name.eq(nom),
+                    training::room.eq(salle),
+                ))
+                .on_conflict(training::id)
+                .do_update()
+                .set((training::name.eq(nom), training::room.eq(salle)))
+                .execute(c)
         };
     if !commit_per_row {
         c.batch_execute("BEGIN IMMEDIATE")?;
