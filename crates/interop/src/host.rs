@@ -496,6 +496,9 @@ pub trait BusinessProcess: Sized + 'static {
 pub trait BusinessService: Sized + 'static {
     const CLASS: &'static str;
     type Settings: Settings;
+    /// Most instances one item may run (e.g. 1 for a service that owns an inbox folder);
+    /// `validate` refuses a larger `pool_size`.
+    const MAX_POOL_SIZE: Option<usize> = None;
 
     fn targets() -> Vec<Target> {
         Vec::new()

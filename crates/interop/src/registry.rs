@@ -27,6 +27,8 @@ pub struct ClassInfo {
     /// Settings that name other items, with what is sent there.
     pub targets: Vec<Target>,
     pub http: Option<HttpRoutes>,
+    /// Most instances one item of this class may run.
+    pub max_pool_size: Option<usize>,
     settings: SettingsFn,
     pub(crate) start: StartFn,
 }
@@ -102,6 +104,7 @@ impl Registry {
             accepts: H::Request::type_names(),
             targets: H::targets(),
             http: None,
+            max_pool_size: None,
             settings: parse_settings::<H::Settings>,
             start: actors::start_operation::<H>,
         });
@@ -116,6 +119,7 @@ impl Registry {
             accepts: H::Request::type_names(),
             targets: H::targets(),
             http: None,
+            max_pool_size: None,
             settings: parse_settings::<H::Settings>,
             start: actors::start_process::<H>,
         });
@@ -137,6 +141,7 @@ impl Registry {
             accepts: Vec::new(),
             targets: H::targets(),
             http,
+            max_pool_size: H::MAX_POOL_SIZE,
             settings: parse_settings::<H::Settings>,
             start: actors::start_service::<H>,
         });
@@ -194,6 +199,17 @@ impl Registry {
                 });
                 continue;
             };
+            if let Some(max) = class.max_pool_size.filter(|max| item.pool_size > *max) {
+                errors.push(ConfigError::Setting {
+                    item: item.name.clone(),
+                    class: item.class.clone(),
+                    message: format!(
+                        "pool_size = {}: this class runs at most {max} instance(s) per item",
+                        item.pool_size
+                    ),
+                });
+                continue;
+            }
             let table = match item.expanded_settings() {
                 Ok(t) => t,
                 Err(e) => {

@@ -210,6 +210,8 @@ pub struct CsvService {
 impl BusinessService for CsvService {
     const CLASS: &'static str = CLASS;
     type Settings = Settings;
+    /// Two instances would read the same inbox.
+    const MAX_POOL_SIZE: Option<usize> = Some(1);
 
     fn targets() -> Vec<Target> {
         vec![Target::sends::<FormationRequest>("target")]

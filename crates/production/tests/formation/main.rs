@@ -712,3 +712,15 @@ enabled = false
             .unwrap_or(-1)
     }
 }
+
+#[test]
+fn a_csv_service_cannot_run_two_instances_on_one_inbox() {
+    let text = "[production]\nname = \"x\"\n[[item]]\nname = \"ServiceCSV\"\nclass = \"svc-csv\"\npool_size = 2\n[item.settings]\npath = \"in\"\n";
+    let config = ProductionConfig::parse(text, "t.toml").unwrap();
+    let errors = production::registry().validate(&config).err().unwrap();
+    let text = errors[0].to_string();
+    assert!(
+        text.contains("ServiceCSV") && text.contains("pool_size = 2"),
+        "{text}"
+    );
+}
