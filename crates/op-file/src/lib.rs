@@ -215,9 +215,11 @@ impl BusinessOperation for FileOperation {
         self.length += bytes;
         if let Some(db) = &self.journal {
             let new: Vec<(i64, i64)> = keys.iter().filter(|k| !done.contains(k)).copied().collect();
-            if let Err(e) = record(db, journal_path(&self.file_path), new, self.length).await {
-                return vec![Err(e); count];
-            }
+            // Queued, not awaited: the writer commits in queue order, so anything done
+            // after this reply (the router's reply, the session's end) is durable only
+            // if this journal entry is; a crash before it cuts these lines on restart
+            // and the unfinished session writes them again.
+            drop(record(db, journal_path(&self.file_path), new, self.length));
         }
         batch
             .iter()
@@ -307,13 +309,14 @@ async fn journaled(
 }
 
 /// Journal the lines just written and the file's new committed length, in one commit.
-async fn record(
+/// The write is queued when this is called (the returned future only reports it).
+fn record(
     db: &EmbeddedDb,
     path: String,
     keys: Vec<(i64, i64)>,
     length: u64,
-) -> HostResult<()> {
-    db.write(move |c| {
+) -> impl std::future::Future<Output = HostResult<()>> {
+    let written = db.write(move |c| {
         for (session, id) in keys {
             diesel::insert_or_ignore_into(file_journal::table)
                 .values((
@@ -330,9 +333,8 @@ async fn record(
             ))
             .execute(c)?;
         Ok(())
-    })
-    .await
-    .map_err(HostError::from)
+    });
+    async move { written.await.map_err(HostError::from) }
 }
 
 /// Register `op-file` and the messages it uses.
@@ -467,6 +469,9 @@ mod tests {
                 .unwrap();
             op.send(&request(1, "a", "s")).await.unwrap();
             op.send(&request(2, "b", "s")).await.unwrap();
+            // The journal is written in queue order: a later write is a barrier.
+            let db = ctx.embedded_db().unwrap();
+            db.write(|_| Ok(())).await.unwrap();
         }
         // A crash after a write but before its journal entry committed.
         let mut f = OpenOptions::new().append(true).open(&file).unwrap();
