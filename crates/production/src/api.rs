@@ -629,6 +629,7 @@ async fn message_types(production: web::Data<Production>) -> HttpResponse {
         (status = 403, description = "testing_enabled is off", body = ErrorResponse),
         (status = 404, description = "No such item", body = ErrorResponse),
         (status = 409, description = "The item is disabled or stopped", body = ErrorResponse),
+        (status = 415, description = "Content-Type is not JSON", body = ErrorResponse),
         (status = 422, description = "The body is not of that type, or the item does not accept it", body = ErrorResponse),
         (status = 502, description = "The item replied with an error (`session_id` to trace)", body = ErrorResponse),
         (status = 504, description = "No reply in time", body = ErrorResponse)))]
@@ -783,7 +784,8 @@ async fn stored_message(production: &Production, id: i64) -> Result<MessageRow, 
 /// One message: header and body.
 #[utoipa::path(get, path = "/api/messages/{id}", tag = "messages",
     params(("id" = i64, Path, description = "Message id")),
-    responses((status = 200, body = MessageView), (status = 404, body = ErrorResponse)))]
+    responses((status = 200, body = MessageView), (status = 400, description = "Non-integer id", body = ErrorResponse),
+        (status = 404, body = ErrorResponse)))]
 async fn message(production: web::Data<Production>, id: web::Path<i64>) -> ApiResult {
     let row = stored_message(&production, *id).await?;
     Ok(HttpResponse::Ok().json(MessageView::from(&row)))
@@ -857,7 +859,8 @@ pub struct ResendFilter {
 #[utoipa::path(post, path = "/api/messages/resend", tag = "messages",
     request_body = ResendFilter,
     responses((status = 200, description = "Counts, and one result per resent request"),
-        (status = 400, body = ErrorResponse)))]
+        (status = 400, body = ErrorResponse),
+        (status = 415, description = "Content-Type is not JSON", body = ErrorResponse)))]
 async fn resend_many(
     production: web::Data<Production>,
     filter: web::Json<ResendFilter>,
@@ -942,7 +945,8 @@ async fn resend_many(
 /// A session's messages in causal order, and its events.
 #[utoipa::path(get, path = "/api/sessions/{session_id}/trace", tag = "messages",
     params(("session_id" = i64, Path, description = "Session id")),
-    responses((status = 200, body = Trace), (status = 404, body = ErrorResponse)))]
+    responses((status = 200, body = Trace), (status = 400, description = "Non-integer id", body = ErrorResponse),
+        (status = 404, body = ErrorResponse)))]
 async fn trace(production: web::Data<Production>, session_id: web::Path<i64>) -> ApiResult {
     let session_id = *session_id;
     let _ = production.store().flush().await;

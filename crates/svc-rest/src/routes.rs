@@ -416,6 +416,7 @@ async fn list(
         (status = 200, description = "Found", body = TrainingRecord),
         (status = 400, description = "Non-integer id", body = ErrorBody),
         (status = 404, description = "No such training", body = ErrorBody),
+        (status = 422, description = "Id out of range (not above 0)", body = ErrorBody),
         (status = 503, description = "The REST service is disabled or stopped", body = ErrorBody)))]
 async fn get_one(
     production: web::Data<Production>,
@@ -438,7 +439,7 @@ async fn get_one(
         (status = 400, description = "Malformed body, or body id is not the path's", body = ErrorBody),
         (status = 404, description = "No such training", body = ErrorBody),
         (status = 415, description = "Content-Type is not JSON", body = ErrorBody),
-        (status = 422, description = "Missing or empty field", body = ErrorBody),
+        (status = 422, description = "Missing or empty field, or id out of range", body = ErrorBody),
         (status = 503, description = "The REST service is disabled or stopped", body = ErrorBody)))]
 async fn update(
     production: web::Data<Production>,
@@ -475,6 +476,7 @@ async fn update(
         (status = 200, description = "Deleted", body = DeletedRecord),
         (status = 400, description = "Non-integer id", body = ErrorBody),
         (status = 404, description = "No such training", body = ErrorBody),
+        (status = 422, description = "Id out of range (not above 0)", body = ErrorBody),
         (status = 503, description = "The REST service is disabled or stopped", body = ErrorBody)))]
 async fn delete(
     production: web::Data<Production>,
