@@ -331,10 +331,13 @@ pub struct AsyncReply {
 
 type PendingReply = Pin<Box<dyn Future<Output = AsyncReply>>>;
 
-/// The context of one business-process instance: a request plus its pending async calls.
+/// The context of one business-process instance: its request, its pending async calls,
+/// and its own state (IRIS's `context`), which lives until the instance replies.
 pub struct ProcessContext {
     message: MessageContext,
+    request: Option<AnyMessage>,
     pending: RefCell<FuturesUnordered<PendingReply>>,
+    state: RefCell<std::collections::HashMap<std::any::TypeId, Box<dyn std::any::Any>>>,
 }
 
 impl std::ops::Deref for ProcessContext {
@@ -348,7 +351,41 @@ impl ProcessContext {
     pub fn new(message: MessageContext) -> Self {
         Self {
             message,
+            request: None,
             pending: RefCell::new(FuturesUnordered::new()),
+            state: RefCell::default(),
+        }
+    }
+
+    /// The same, knowing the request this instance handles.
+    pub fn with_request(message: MessageContext, request: AnyMessage) -> Self {
+        Self {
+            request: Some(request),
+            ..Self::new(message)
+        }
+    }
+
+    /// The request this instance handles (for `on_response` / `on_complete`).
+    pub fn request(&self) -> Option<&AnyMessage> {
+        self.request.as_ref()
+    }
+
+    /// This instance's state of type `T` (created with `T::default()` on first use):
+    /// what `on_request`, `on_response` and `on_complete` share for one request.
+    pub fn with_state<T: Default + 'static, R>(&self, f: impl FnOnce(&mut T) -> R) -> R {
+        let mut states = self.state.borrow_mut();
+        let slot = states
+            .entry(std::any::TypeId::of::<T>())
+            .or_insert_with(|| Box::new(T::default()));
+        match slot.downcast_mut::<T>() {
+            Some(state) => f(state),
+            // Keyed by its own TypeId, a slot always holds a T; rebuild if not.
+            None => {
+                let mut fresh = T::default();
+                let out = f(&mut fresh);
+                *slot = Box::new(fresh);
+                out
+            }
         }
     }
 

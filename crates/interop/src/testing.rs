@@ -352,7 +352,7 @@ impl<H: BusinessProcess> TestProcess<H> {
     pub async fn send_any(&self, message: &AnyMessage) -> HostResult<AnyMessage> {
         let request = H::Request::decode(message)?;
         let id = self.next.fetch_add(1, Ordering::Relaxed) + 1;
-        let pctx = ProcessContext::new(self.ctx.for_request(id, id));
+        let pctx = ProcessContext::with_request(self.ctx.for_request(id, id), message.clone());
         crate::runtime::actors::run_process(&self.host, &pctx, request).await
     }
 

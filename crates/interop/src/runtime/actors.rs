@@ -425,7 +425,10 @@ async fn process_worker<H: BusinessProcess>(
             }
         };
         let host = host.clone();
-        let pctx = ProcessContext::new(ctx.for_request(d.session_id, d.request_id));
+        let pctx = ProcessContext::with_request(
+            ctx.for_request(d.session_id, d.request_id),
+            d.message.clone(),
+        );
         let spec = spec.clone();
         actix_rt::spawn(async move {
             let result = AssertUnwindSafe(run_process(&*host, &pctx, request))

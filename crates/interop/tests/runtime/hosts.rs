@@ -123,10 +123,13 @@ pub struct ChainSettings {
     pub tag: String,
 }
 
+/// A process instance's running total.
+#[derive(Default)]
+struct Sum(i64);
+
 /// Sends a Ping to two targets and replies the sum of what they answered.
 pub struct Chain {
     s: ChainSettings,
-    sum: Mutex<HashMap<i64, i64>>,
 }
 
 impl BusinessProcess for Chain {
@@ -142,10 +145,7 @@ impl BusinessProcess for Chain {
     }
 
     fn new(s: ChainSettings, _ctx: &HostContext) -> HostResult<Self> {
-        Ok(Chain {
-            s,
-            sum: Mutex::default(),
-        })
+        Ok(Chain { s })
     }
 
     async fn on_request(
@@ -178,8 +178,7 @@ impl BusinessProcess for Chain {
         reply: AsyncReply,
     ) -> HostResult<Option<AnyMessage>> {
         let pong = reply.result?.decode::<Pong>()?;
-        let mut sums = self.sum.lock().unwrap();
-        *sums.entry(ctx.request_id()).or_default() += pong.n;
+        ctx.with_state(|sum: &mut Sum| sum.0 += pong.n);
         Ok(None)
     }
 
@@ -187,12 +186,9 @@ impl BusinessProcess for Chain {
         if !self.s.asynchronous {
             return Ok(None);
         }
-        let total = self
-            .sum
-            .lock()
-            .unwrap()
-            .remove(&ctx.request_id())
-            .unwrap_or(-1);
+        // The request is there too, e.g. to build the reply from it.
+        assert!(ctx.request().is_some_and(|r| r.is::<Ping>()));
+        let total = ctx.with_state(|sum: &mut Sum| sum.0);
         Ok(Some(AnyMessage::new(&Pong {
             n: total,
             by: "chain-async".into(),
