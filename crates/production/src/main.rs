@@ -104,11 +104,10 @@ fn start(path: &Path) -> ExitCode {
 
 async fn run(path: PathBuf) -> anyhow::Result<()> {
     let registry = Arc::new(production::registry());
-    let production = Production::start_file(&path, registry).await?;
-    if let Err(e) = production::server::check_exposure(&production) {
-        production.stop().await;
-        anyhow::bail!(e);
-    }
+    let config = interop::ProductionConfig::load(&path)?;
+    // Refuse before anything starts: no item should run behind an exposed, open API.
+    production::server::check_exposure(&config).map_err(anyhow::Error::msg)?;
+    let production = Production::start(config, registry, Some(path)).await?;
     let server = match production::server::serve(production.clone()) {
         Ok(s) => s,
         Err(e) => {

@@ -24,8 +24,7 @@ impl RunningServer {
 }
 
 /// Refuse to expose the API on a non-loopback address without a token.
-pub fn check_exposure(production: &Production) -> Result<(), String> {
-    let config = production.config();
+pub fn check_exposure(config: &interop::ProductionConfig) -> Result<(), String> {
     let http = &config.production.http;
     let loopback = http
         .parse::<SocketAddr>()
@@ -81,4 +80,31 @@ pub fn serve_on(production: Production, addr: &str) -> std::io::Result<RunningSe
         addr: bound,
         handle,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_exposure;
+
+    fn config(http: &str, token: Option<&str>) -> interop::ProductionConfig {
+        let token = token.map_or(String::new(), |t| format!("api_token = \"{t}\"\n"));
+        interop::ProductionConfig::parse(
+            &format!("[production]\nname = \"x\"\nhttp = \"{http}\"\n{token}"),
+            "t.toml",
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn an_open_api_off_loopback_is_refused_naming_the_address_and_the_fix() {
+        let err = check_exposure(&config("0.0.0.0:8080", None)).unwrap_err();
+        assert!(
+            err.contains("0.0.0.0:8080") && err.contains("api_token"),
+            "{err}"
+        );
+        assert!(check_exposure(&config("0.0.0.0:8080", Some("s3cret"))).is_ok());
+        assert!(check_exposure(&config("127.0.0.1:8080", None)).is_ok());
+        assert!(check_exposure(&config("[::1]:8080", None)).is_ok());
+        assert!(check_exposure(&config("localhost:8080", None)).is_ok());
+    }
 }

@@ -74,13 +74,11 @@ fn run(path: &Path) -> ExitCode {
 
 async fn serve(path: &Path) -> Result<(), String> {
     let registry = Arc::new(tutorial::registry());
-    let production = Production::start_file(path, registry)
+    let config = interop::ProductionConfig::load(path).map_err(|e| e.to_string())?;
+    production::server::check_exposure(&config)?;
+    let production = Production::start(config, registry, Some(path.to_path_buf()))
         .await
         .map_err(|e| e.to_string())?;
-    if let Err(e) = production::server::check_exposure(&production) {
-        production.stop().await;
-        return Err(e);
-    }
     let server = match production::server::serve(production.clone()) {
         Ok(s) => s,
         Err(e) => {

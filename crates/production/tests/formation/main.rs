@@ -724,3 +724,32 @@ fn a_csv_service_cannot_run_two_instances_on_one_inbox() {
         "{text}"
     );
 }
+
+#[test]
+fn the_binary_refuses_an_open_api_on_all_interfaces_before_starting_anything() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("p.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[production]\nname = \"x\"\ndata_dir = \"{}\"\nhttp = \"0.0.0.0:0\"\n",
+            dir.path().join("data").display()
+        ),
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_production"))
+        .args(["--config", &config.display().to_string()])
+        .env("RUST_LOG", "off")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("0.0.0.0:0") && err.contains("api_token"),
+        "{err}"
+    );
+    assert!(
+        !dir.path().join("data/production.db").exists(),
+        "nothing was started"
+    );
+}
