@@ -276,10 +276,31 @@ impl FileOperation {
                     self.file_path.display(),
                     self.length
                 ));
-                record(db, key, Vec::new(), self.length).await?;
+                record(db, key.clone(), Vec::new(), self.length).await?;
             }
             Some(_) => {}
-            None => record(db, key, Vec::new(), self.length).await?,
+            None => record(db, key.clone(), Vec::new(), self.length).await?,
+        }
+        // Only sessions still unfinished can be re-delivered: older journal rows go.
+        let trimmed = db
+            .write(move |c| {
+                let keep_from = match interop::store::oldest_unfinished_session(c)? {
+                    Some(session) => session,
+                    None => interop::store::next_message_id(c)?,
+                };
+                diesel::delete(
+                    file_journal::table
+                        .filter(file_journal::path.eq(&key))
+                        .filter(file_journal::session_id.lt(keep_from)),
+                )
+                .execute(c)
+            })
+            .await?;
+        if trimmed > 0 {
+            log::debug!(
+                "{}: {trimmed} journal rows trimmed",
+                self.file_path.display()
+            );
         }
         Ok(())
     }
@@ -500,5 +521,58 @@ mod tests {
             std::fs::read_to_string(&file).unwrap(),
             "1 : s : a\n2 : s : b\n3 : s : c\n"
         );
+    }
+
+    #[actix_rt::test]
+    async fn the_journal_keeps_only_what_a_re_delivery_could_need() {
+        let dir = tempfile::tempdir().unwrap();
+        let db_path = dir.path().join("production.db");
+        let ctx = TestContext::new().with_embedded_db(&db_path).unwrap();
+        {
+            let mut op = ctx
+                .operation::<FileOperation>(settings(dir.path()))
+                .await
+                .unwrap();
+            for i in 1..=3 {
+                op.send(&request(i, "n", "s")).await.unwrap();
+            }
+        }
+        let db = ctx.embedded_db().unwrap();
+        let rows = || {
+            db.read_blocking(|c| file_journal::table.count().get_result::<i64>(c))
+                .unwrap()
+        };
+        db.write(|_| Ok(())).await.unwrap();
+        assert_eq!(rows(), 3);
+        // Session 2 is still unfinished in the store (its first request queued): a restart
+        // keeps the journal from session 2 on, which its re-delivery may need.
+        use interop::store::MessageStore;
+        let store = interop::store::SqliteStore::new(db.clone(), true).unwrap();
+        store
+            .insert(interop::store::MessageRow {
+                id: 2,
+                session_id: 2,
+                parent_id: None,
+                source: "ServiceCSV".into(),
+                target: "Router".into(),
+                type_name: "FormationRequest".into(),
+                kind: "request".into(),
+                status: "queued".into(),
+                is_error: false,
+                error_text: None,
+                created: interop::store::now(),
+                processed: None,
+                body: "{}".into(),
+                session_key: None,
+            })
+            .await
+            .unwrap();
+        let _op = ctx
+            .operation::<FileOperation>(settings(dir.path()))
+            .await
+            .unwrap();
+        assert_eq!(rows(), 2);
+        let text = std::fs::read_to_string(dir.path().join("out/formation.txt")).unwrap();
+        assert_eq!(text.lines().count(), 3);
     }
 }

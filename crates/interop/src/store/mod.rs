@@ -261,6 +261,25 @@ pub trait MessageStore: Send + Sync + 'static {
     fn purge(&self, cutoff: &str) -> Result<usize, StoreError>;
 }
 
+/// The oldest session that still has an unfinished request (queued or delivered): a
+/// restart re-delivers sessions from there on, so journals that only serve re-deliveries
+/// may forget what is older. Scans the message table: call it at start-up, not per message.
+pub fn oldest_unfinished_session(conn: &mut diesel::SqliteConnection) -> QueryResult<Option<i64>> {
+    schema::message::table
+        .filter(schema::message::kind.eq("request"))
+        .filter(schema::message::status.eq_any(["queued", "delivered"]))
+        .select(diesel::dsl::min(schema::message::session_id))
+        .first(conn)
+}
+
+/// The id the next message would get: every session so far is below it.
+pub fn next_message_id(conn: &mut diesel::SqliteConnection) -> QueryResult<i64> {
+    let max: Option<i64> = schema::message::table
+        .select(diesel::dsl::max(schema::message::id))
+        .first(conn)?;
+    Ok(max.unwrap_or(0) + 1)
+}
+
 /// Current time as stored: RFC 3339, UTC, microseconds.
 pub fn now() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
