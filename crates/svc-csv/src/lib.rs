@@ -76,7 +76,8 @@ pub struct Settings {
     /// Item the `FormationRequest`s are sent to.
     #[serde(default = "default_target")]
     pub target: String,
-    /// Rows sent concurrently (each its own session), at least 1.
+    /// Rows sent concurrently (each its own session), at least 1. Sinks see rows in the
+    /// order they arrive, not file order; `1` keeps file order (and is slower).
     #[serde(default = "default_max_in_flight")]
     pub max_in_flight: usize,
 }
