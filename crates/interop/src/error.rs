@@ -60,12 +60,13 @@ pub enum SendError {
 }
 
 impl SendError {
-    /// The error text the target itself gave, when it gave one.
-    pub fn reply_error(&self) -> Option<&str> {
-        match self {
-            SendError::ErrorReply { message, .. } => Some(message),
-            _ => None,
-        }
+    /// Whether the request reached the message store before it failed, so its session
+    /// has a trace to show (error replies and timeouts); refusals before that have none.
+    pub fn reached_store(&self) -> bool {
+        matches!(
+            self,
+            SendError::ErrorReply { .. } | SendError::Timeout { .. }
+        )
     }
 }
 

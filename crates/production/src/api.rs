@@ -235,15 +235,15 @@ where
 }
 
 /// The status of a failed send, and whether its request was stored (has a trace).
-fn send_status(error: &SendError) -> (StatusCode, bool) {
+fn send_status(error: &SendError) -> StatusCode {
     match error {
-        SendError::ErrorReply { .. } => (StatusCode::BAD_GATEWAY, true),
-        SendError::Timeout { .. } => (StatusCode::GATEWAY_TIMEOUT, true),
-        SendError::TargetDisabled(_) | SendError::TargetStopped(_) => (StatusCode::CONFLICT, false),
-        SendError::UnknownTarget(_) => (StatusCode::NOT_FOUND, false),
-        SendError::ShuttingDown => (StatusCode::SERVICE_UNAVAILABLE, false),
-        SendError::Duplicate(_) => (StatusCode::CONFLICT, false),
-        SendError::Store(_) => (StatusCode::INTERNAL_SERVER_ERROR, false),
+        SendError::ErrorReply { .. } => StatusCode::BAD_GATEWAY,
+        SendError::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+        SendError::TargetDisabled(_) | SendError::TargetStopped(_) => StatusCode::CONFLICT,
+        SendError::UnknownTarget(_) => StatusCode::NOT_FOUND,
+        SendError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+        SendError::Duplicate(_) => StatusCode::CONFLICT,
+        SendError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
 
@@ -252,8 +252,8 @@ fn reply_json(reply: &CallReply) -> Result<Value, ApiError> {
     match &reply.result {
         Ok(message) => Ok(message_json(message)),
         Err(e) => {
-            let (status, stored) = send_status(e);
-            let session = (stored && reply.session_id > 0).then_some(reply.session_id);
+            let status = send_status(e);
+            let session = (e.reached_store() && reply.session_id > 0).then_some(reply.session_id);
             Err(ApiError::new(status, e.to_string()).with("session_id", session))
         }
     }
@@ -1240,9 +1240,15 @@ mod tests {
             target: "X".into(),
             timeout_ms: 1,
         };
-        assert_eq!(send_status(&timeout), (StatusCode::GATEWAY_TIMEOUT, true));
+        assert_eq!(
+            (send_status(&timeout), timeout.reached_store()),
+            (StatusCode::GATEWAY_TIMEOUT, true)
+        );
         let disabled = SendError::TargetDisabled("X".into());
-        assert_eq!(send_status(&disabled), (StatusCode::CONFLICT, false));
+        assert_eq!(
+            (send_status(&disabled), disabled.reached_store()),
+            (StatusCode::CONFLICT, false)
+        );
         let reply = CallReply {
             session_id: 4,
             request_id: 4,

@@ -247,17 +247,17 @@ async fn call<M: Message>(
 }
 
 fn send_error(error: SendError, session_id: i64) -> RestError {
-    // `stored`: the request reached the store, so the session has a trace.
-    let (status, stored) = match &error {
-        SendError::ErrorReply { .. } => (StatusCode::BAD_GATEWAY, true),
-        SendError::Timeout { .. } => (StatusCode::GATEWAY_TIMEOUT, true),
+    let status = match &error {
+        SendError::ErrorReply { .. } => StatusCode::BAD_GATEWAY,
+        SendError::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
         SendError::TargetDisabled(_) | SendError::TargetStopped(_) | SendError::ShuttingDown => {
-            (StatusCode::SERVICE_UNAVAILABLE, false)
+            StatusCode::SERVICE_UNAVAILABLE
         }
-        SendError::UnknownTarget(_) => (StatusCode::BAD_GATEWAY, false),
-        SendError::Duplicate(_) => (StatusCode::CONFLICT, false),
-        SendError::Store(_) => (StatusCode::INTERNAL_SERVER_ERROR, false),
+        SendError::UnknownTarget(_) => StatusCode::BAD_GATEWAY,
+        SendError::Duplicate(_) => StatusCode::CONFLICT,
+        SendError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
     };
+    let stored = error.reached_store();
     let e = RestError::new(status, error.to_string());
     if stored && session_id > 0 {
         e.with_session(session_id)

@@ -19,7 +19,7 @@ use tokio::sync::oneshot;
 
 use crate::error::StoreError;
 
-pub use sqlite::{EmbeddedDb, NullStore, SqliteStore, MIGRATIONS};
+pub use sqlite::{EmbeddedDb, SqliteStore, MIGRATIONS};
 
 /// The store's table definitions, for benchmarks that write the same rows bare.
 #[doc(hidden)]
