@@ -7,6 +7,11 @@ use std::sync::Arc;
 use clap::{Parser, Subcommand};
 use interop::{Production, ProductionConfig};
 
+// Messages are allocated on the actor threads and freed on the store's writer thread;
+// glibc's allocator spends a large share of an ingest on exactly that (BENCHMARKS.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "production",
