@@ -13,6 +13,10 @@ use interop::prelude::*;
 use interop::store::MessageRow;
 use interop::{Production, ProductionConfig};
 
+// The same allocator as the production binary, so the figures are the binary's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 diesel::table! {
     training (id) {
         id -> BigInt,
@@ -305,15 +309,12 @@ fn ingest_baseline(csv: &std::path::Path, commit_per_row: bool) -> anyhow::Resul
     // The same upsert op-iris does, through diesel's cached prepared statement.
     let upsert =
         |c: &mut SqliteConnection, id: i64, nom: &str, salle: &str| -> QueryResult<usize> {
-            diesel::insert_into(training::table)
+            diesel::replace_into(training::table)
                 .values((
                     training::id.eq(id),
                     training::name.eq(nom),
                     training::room.eq(salle),
                 ))
-                .on_conflict(training::id)
-                .do_update()
-                .set((training::name.eq(nom), training::room.eq(salle)))
                 .execute(c)
         };
     if !commit_per_row {
