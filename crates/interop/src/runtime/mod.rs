@@ -387,6 +387,7 @@ impl Core {
             return reply(Err(SendError::TargetDisabled(call.target)));
         }
         let _in_flight = InFlight::new(self);
+        let keyed = call.key.is_some();
         let row = MessageRow {
             id,
             session_id,
@@ -403,10 +404,19 @@ impl Core {
             body: call.message.json().to_string(),
             session_key: call.key,
         };
-        match self.store.insert(row).await {
-            Ok(()) => {}
-            Err(StoreError::Duplicate(key)) => return reply(Err(SendError::Duplicate(key))),
-            Err(e) => return reply(Err(SendError::Store(e.to_string()))),
+        // A session's first request is durable before delivery: it is what a restart
+        // re-delivers. The requests a process sends on are not waited for: recovery re-runs
+        // the whole session from its first request (children are discarded), and the
+        // writer commits in order, so whatever the target writes to the store commits
+        // after its request. Not waiting saves a commit round trip per hop.
+        if call.parent_id.is_none() || keyed {
+            match self.store.insert(row).await {
+                Ok(()) => {}
+                Err(StoreError::Duplicate(key)) => return reply(Err(SendError::Duplicate(key))),
+                Err(e) => return reply(Err(SendError::Store(e.to_string()))),
+            }
+        } else {
+            self.store.insert_in_flight(row);
         }
         let timeout = call.timeout.unwrap_or(self.default_timeout);
         let result = self

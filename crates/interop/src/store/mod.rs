@@ -240,6 +240,12 @@ pub trait MessageStore: Send + Sync + 'static {
     /// The id `next_id` would give, without taking it.
     fn peek_id(&self) -> i64;
     fn insert(&self, row: MessageRow) -> Durable;
+    /// A request nobody waits to be durable (one a process sends on): the store may hold
+    /// it back while it is in flight and write it once, in its final status. A crash may
+    /// lose it; recovery re-runs its session from the session's first request.
+    fn insert_in_flight(&self, row: MessageRow) {
+        drop(self.insert(row));
+    }
     /// Several writes that commit together (a reply and its request's new status).
     fn insert_and_update(&self, row: MessageRow, update: StatusUpdate) -> Durable;
     fn update(&self, update: StatusUpdate) -> Durable;

@@ -5,7 +5,7 @@ use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
@@ -24,16 +24,24 @@ use crate::error::StoreError;
 /// Schema of the embedded database: message store, event log, local tables.
 pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations/sqlite");
 
+/// WAL size (pages) past which the writer itself checkpoints after a commit. The
+/// checkpoint thread's passive checkpoints rarely catch up with a writer that commits
+/// without pause, and then the WAL grew without bound (800 MB in 7 s of ingest), every
+/// append landing on fresh pages the kernel must zero; a writer-side checkpoint lets the
+/// WAL restart from its beginning, about 40 MB at most.
+const WAL_CHECKPOINT_PAGES: u32 = 10_000;
+/// How long the writer may hold back a write nobody waits for (a process's request
+/// still in flight, a "delivered" status), hoping to fold it into the message's final
+/// status: most requests complete well within it, and are then written once.
+const HOLD: Duration = Duration::from_millis(100);
 /// Most writes committed in one transaction.
 const MAX_BATCH: usize = 8192;
-/// Message rows per multi-row INSERT (SQLite allows 32766 bound values; 14 per row).
-const ROWS_PER_INSERT: usize = 32;
-/// Message ids per grouped status UPDATE.
-const IDS_PER_UPDATE: usize = 500;
 
 type Done = oneshot::Sender<Result<(), StoreError>>;
 type Completion = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
-type Job = Box<dyn FnOnce(&mut SqliteConnection) -> Completion + Send>;
+/// A host's write: runs inside the batch's transaction, says whether it succeeded (its
+/// savepoint is rolled back if not) and what to do once the batch commits.
+type Job = Box<dyn FnOnce(&mut SqliteConnection) -> (bool, Completion) + Send>;
 
 enum WriteOp {
     Insert(Box<MessageRow>, Option<Done>),
@@ -42,6 +50,8 @@ enum WriteOp {
     Event(NewEvent),
     Job(Job),
     Flush(Done),
+    /// Nothing to write: wakes the writer so held-back writes past their time go out.
+    Tick,
 }
 
 #[derive(Debug)]
@@ -87,11 +97,13 @@ impl EmbeddedDb {
         let url = path.to_string_lossy().to_string();
         let mut conn = SqliteConnection::establish(&url).map_err(|e| open_err(e.to_string()))?;
         // busy_timeout first: switching to WAL waits for another connection's lock.
-        // Checkpoints run on their own thread (below), not inside the writer's commits.
-        conn.batch_execute(
+        // Checkpoints mostly run on their own thread (below); the writer checkpoints
+        // only once the WAL passes WAL_CHECKPOINT_PAGES.
+        conn.batch_execute(&format!(
             "PRAGMA busy_timeout = 5000; PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;\
-             PRAGMA foreign_keys = ON; PRAGMA temp_store = MEMORY; PRAGMA wal_autocheckpoint = 0;",
-        )
+             PRAGMA foreign_keys = ON; PRAGMA temp_store = MEMORY;\
+             PRAGMA wal_autocheckpoint = {WAL_CHECKPOINT_PAGES};",
+        ))
         .map_err(|e| open_err(e.to_string()))?;
         conn.run_pending_migrations(MIGRATIONS)
             .map_err(|e| open_err(format!("migrations failed: {e}")))?;
@@ -135,15 +147,17 @@ impl EmbeddedDb {
     {
         let (tx, rx) = oneshot::channel();
         let job: Job = Box::new(move |conn: &mut SqliteConnection| {
-            let result = conn.transaction(f);
-            Box::new(move |commit: Result<(), StoreError>| {
+            let result = f(conn);
+            let ok = result.is_ok();
+            let complete = Box::new(move |commit: Result<(), StoreError>| {
                 let out = match (commit, result) {
                     (Err(e), _) => Err(e),
                     (Ok(()), Ok(v)) => Ok(v),
                     (Ok(()), Err(e)) => Err(StoreError::Write(e.to_string())),
                 };
                 let _ = tx.send(out);
-            }) as Completion
+            }) as Completion;
+            (ok, complete)
         });
         let sent = self.writer.send(WriteOp::Job(job)).is_ok();
         async move {
@@ -189,8 +203,15 @@ fn checkpoint_loop(
     readers: Pool<ConnectionManager<SqliteConnection>>,
     alive: mpsc::WeakUnboundedSender<WriteOp>,
 ) {
-    while alive.upgrade().is_some() {
-        std::thread::sleep(Duration::from_millis(250));
+    let mut ticks = 0u32;
+    while let Some(writer) = alive.upgrade() {
+        let _ = writer.send(WriteOp::Tick);
+        drop(writer);
+        std::thread::sleep(HOLD / 2);
+        ticks = ticks.wrapping_add(1);
+        if !ticks.is_multiple_of(5) {
+            continue;
+        }
         if let Ok(mut c) = readers.get() {
             if let Err(e) = c.batch_execute("PRAGMA wal_checkpoint(PASSIVE);") {
                 log::warn!("message store: checkpoint failed: {e}");
@@ -203,7 +224,242 @@ fn checkpoint_loop(
     }
 }
 
-fn writer_loop(mut conn: SqliteConnection, mut rx: mpsc::UnboundedReceiver<WriteOp>) {
+/// The writer's connection: diesel for hosts' jobs, and the hot statements (message rows,
+/// status changes, events) run as cached prepared statements straight on the same SQLite
+/// handle. Going through diesel's query builder for those cost about 40% of the writer's
+/// time in an ingest (BENCHMARKS.md).
+struct Writer {
+    // Dropped before `conn`: it borrows `conn`'s handle and does not close it.
+    hot: rusqlite::Connection,
+    conn: SqliteConnection,
+}
+
+impl Writer {
+    fn new(mut conn: SqliteConnection) -> Result<Self, String> {
+        // SAFETY: the handle stays valid as long as `conn`, which `Writer` drops after
+        // `hot`; rusqlite's handle does not close it, and only runs statements inside the
+        // transactions diesel opens (it never begins or ends one itself).
+        let hot =
+            unsafe { conn.with_raw_connection(|handle| rusqlite::Connection::from_handle(handle)) }
+                .map_err(|e| e.to_string())?;
+        hot.set_prepared_statement_cache_capacity(16);
+        Ok(Self { hot, conn })
+    }
+}
+
+/// Why a batch did not commit.
+#[derive(Debug, thiserror::Error)]
+enum BatchError {
+    #[error("{0}")]
+    Diesel(#[from] diesel::result::Error),
+    #[error("{0}")]
+    Sqlite(#[from] rusqlite::Error),
+}
+
+const INSERT_MESSAGE: &str = "INSERT INTO message (id, session_id, parent_id, source, target, \
+     type_name, kind, status, is_error, error_text, created, processed, body, session_key) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)";
+
+fn insert_message(
+    hot: &rusqlite::Connection,
+    row: &MessageRow,
+    or_ignore: bool,
+) -> rusqlite::Result<usize> {
+    let sql = if or_ignore {
+        "INSERT OR IGNORE INTO message (id, session_id, parent_id, source, target, type_name, \
+         kind, status, is_error, error_text, created, processed, body, session_key) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)"
+    } else {
+        INSERT_MESSAGE
+    };
+    hot.prepare_cached(sql)?.execute(rusqlite::params![
+        row.id,
+        row.session_id,
+        row.parent_id,
+        row.source,
+        row.target,
+        row.type_name,
+        row.kind,
+        row.status,
+        row.is_error,
+        row.error_text,
+        row.created,
+        row.processed,
+        row.body,
+        row.session_key,
+    ])
+}
+
+fn update_status(hot: &rusqlite::Connection, u: &StatusUpdate) -> rusqlite::Result<usize> {
+    if u.status == Status::Delivered {
+        // Never step a message back from a later status.
+        return hot
+            .prepare_cached(
+                "UPDATE message SET status = 'delivered' WHERE id = ?1 AND status = 'queued'",
+            )?
+            .execute([u.id]);
+    }
+    hot.prepare_cached(
+        "UPDATE message SET status = ?2, is_error = ?3, error_text = ?4, processed = ?5 WHERE id = ?1",
+    )?
+    .execute(rusqlite::params![
+        u.id,
+        u.status.as_str(),
+        u.status == Status::Error,
+        u.error_text,
+        u.processed
+    ])
+}
+
+fn insert_event(hot: &rusqlite::Connection, e: &NewEvent) -> rusqlite::Result<usize> {
+    hot.prepare_cached(
+        "INSERT INTO event_log (time, level, item, session_id, text) VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?
+    .execute(rusqlite::params![
+        e.time,
+        e.level,
+        e.item,
+        e.session_id,
+        e.text
+    ])
+}
+
+/// Writes held back across batches (see [`HOLD`]), by message id.
+#[derive(Default)]
+struct Held {
+    entries: HashMap<i64, HeldWrite>,
+}
+
+struct HeldWrite {
+    since: Instant,
+    /// A request row not yet inserted, or only a "delivered" status for a written one.
+    write: HeldKind,
+}
+
+enum HeldKind {
+    Row(Box<MessageRow>),
+    Delivered(StatusUpdate),
+}
+
+/// One batch's message rows and status changes, before they are written.
+#[derive(Default)]
+struct Pending {
+    rows: Vec<MessageRow>,
+    index: HashMap<i64, usize>,
+    updates: HashMap<i64, StatusUpdate>,
+}
+
+impl Pending {
+    fn push(&mut self, row: MessageRow) {
+        self.index.insert(row.id, self.rows.len());
+        self.rows.push(row);
+    }
+
+    /// Fold a status change into a row of this batch, a held row (which then goes out in
+    /// this batch if the change is final), or keep it for an UPDATE after the inserts.
+    /// Never steps a message back to an earlier status.
+    fn update(&mut self, u: StatusUpdate, held: &mut Held) {
+        if let Some(row) = self.index.get(&u.id).and_then(|&i| self.rows.get_mut(i)) {
+            apply(row, u);
+            return;
+        }
+        let final_status = u.status != Status::Delivered;
+        match held.entries.remove(&u.id) {
+            Some(HeldWrite {
+                write: HeldKind::Row(mut row),
+                since,
+            }) => {
+                apply(&mut row, u);
+                if final_status {
+                    self.push(*row);
+                } else {
+                    held.entries.insert(
+                        row.id,
+                        HeldWrite {
+                            since,
+                            write: HeldKind::Row(row),
+                        },
+                    );
+                }
+                return;
+            }
+            Some(HeldWrite {
+                write: HeldKind::Delivered(old),
+                since,
+            }) if !final_status => {
+                // A second "delivered" (a re-delivery): keep the first's time.
+                held.entries.insert(
+                    u.id,
+                    HeldWrite {
+                        since,
+                        write: HeldKind::Delivered(old),
+                    },
+                );
+                return;
+            }
+            // A final status replaces a held "delivered", which is then never written.
+            Some(_) | None => {}
+        }
+        if !final_status && !self.updates.contains_key(&u.id) {
+            held.entries.insert(
+                u.id,
+                HeldWrite {
+                    since: Instant::now(),
+                    write: HeldKind::Delivered(u),
+                },
+            );
+            return;
+        }
+        match self.updates.get(&u.id) {
+            Some(old) if old.status > u.status => {}
+            _ => {
+                self.updates.insert(u.id, u);
+            }
+        }
+    }
+
+    /// Take the held writes older than [`HOLD`] (all of them with `everything`).
+    fn release(&mut self, held: &mut Held, everything: bool) {
+        let now = Instant::now();
+        let due: Vec<i64> = held
+            .entries
+            .iter()
+            .filter(|(_, h)| everything || now.duration_since(h.since) >= HOLD)
+            .map(|(&id, _)| id)
+            .collect();
+        for id in due {
+            match held.entries.remove(&id).map(|h| h.write) {
+                Some(HeldKind::Row(row)) => self.push(*row),
+                Some(HeldKind::Delivered(u)) => {
+                    self.updates.entry(id).or_insert(u);
+                }
+                None => {}
+            }
+        }
+    }
+}
+
+fn apply(row: &mut MessageRow, u: StatusUpdate) {
+    if Status::parse(&row.status).is_some_and(|current| current > u.status) {
+        return;
+    }
+    row.status = u.status.as_str().to_string();
+    row.is_error = u.status == Status::Error;
+    if u.status != Status::Delivered {
+        row.error_text = u.error_text;
+        row.processed = u.processed;
+    }
+}
+
+fn writer_loop(conn: SqliteConnection, mut rx: mpsc::UnboundedReceiver<WriteOp>) {
+    let mut writer = match Writer::new(conn) {
+        Ok(w) => w,
+        Err(e) => {
+            log::error!("message store: cannot start the writer: {e}");
+            return;
+        }
+    };
+    let mut held = Held::default();
     let mut batch = Vec::with_capacity(1024);
     while let Some(first) = rx.blocking_recv() {
         batch.push(first);
@@ -213,35 +469,32 @@ fn writer_loop(mut conn: SqliteConnection, mut rx: mpsc::UnboundedReceiver<Write
                 Err(_) => break,
             }
         }
-        write_batch(&mut conn, &mut batch);
+        write_batch(&mut writer, &mut batch, &mut held, false);
+    }
+    // Closed: nothing is held back any more.
+    if !held.entries.is_empty() {
+        write_batch(&mut writer, &mut batch, &mut held, true);
     }
     log::debug!("message store writer stopped");
 }
 
-fn write_batch(conn: &mut SqliteConnection, batch: &mut Vec<WriteOp>) {
+fn write_batch(writer: &mut Writer, batch: &mut Vec<WriteOp>, held: &mut Held, closing: bool) {
+    let Writer { hot, conn } = writer;
     let mut dones: Vec<Done> = Vec::new();
     // Writes refused one by one (a duplicate key), reported after the commit.
     let mut refused: Vec<(Done, StoreError)> = Vec::new();
     let mut completions: Vec<Completion> = Vec::new();
-    // Several status changes of one message in one batch collapse to the last one.
-    let mut updates: HashMap<i64, StatusUpdate> = HashMap::new();
-    let merge = |u: StatusUpdate, updates: &mut HashMap<i64, StatusUpdate>| match updates.get(&u.id)
-    {
-        Some(old) if old.status > u.status => {}
-        _ => {
-            updates.insert(u.id, u);
-        }
-    };
-    // Message rows are inserted many to a statement, after the loop; a keyed row goes
-    // alone, to learn whether its key was new.
-    let mut rows: Vec<MessageRow> = Vec::new();
-    let result = conn.immediate_transaction(|c| -> QueryResult<()> {
+    // Message rows are inserted after the loop, so that status changes arriving in the
+    // same batch are folded into them; requests nobody waits for are held back a little
+    // (see HOLD), so most are written once, already final. A keyed row goes alone, to
+    // learn whether its key was new.
+    let mut pending = Pending::default();
+    let mut flush = closing;
+    let result = conn.immediate_transaction(|c| -> Result<(), BatchError> {
         for op in batch.drain(..) {
             match op {
                 WriteOp::Insert(row, done) if row.session_key.is_some() => {
-                    let inserted = diesel::insert_or_ignore_into(message::table)
-                        .values(&*row)
-                        .execute(c)?;
+                    let inserted = insert_message(hot, &row, true)?;
                     match (inserted, done) {
                         (0, Some(done)) => {
                             let key = row.session_key.clone().unwrap_or_default();
@@ -250,85 +503,55 @@ fn write_batch(conn: &mut SqliteConnection, batch: &mut Vec<WriteOp>) {
                         (_, done) => dones.extend(done),
                     }
                 }
-                WriteOp::Insert(row, done) => {
-                    rows.push(*row);
-                    dones.extend(done);
+                WriteOp::Insert(row, None) => {
+                    held.entries.insert(
+                        row.id,
+                        HeldWrite {
+                            since: Instant::now(),
+                            write: HeldKind::Row(row),
+                        },
+                    );
+                }
+                WriteOp::Insert(row, Some(done)) => {
+                    pending.push(*row);
+                    dones.push(done);
                 }
                 WriteOp::InsertAndUpdate(row, update, done) => {
-                    rows.push(*row);
-                    merge(update, &mut updates);
+                    pending.push(*row);
+                    pending.update(update, held);
                     dones.extend(done);
                 }
                 WriteOp::Update(update, done) => {
-                    merge(update, &mut updates);
+                    pending.update(update, held);
                     dones.extend(done);
                 }
                 WriteOp::Event(event) => {
-                    diesel::insert_into(event_log::table)
-                        .values(&event)
-                        .execute(c)?;
+                    insert_event(hot, &event)?;
                 }
-                WriteOp::Job(job) => completions.push(job(c)),
-                WriteOp::Flush(done) => dones.push(done),
-            }
-        }
-        // Fixed-size groups reuse one prepared statement (diesel caches array inserts);
-        // the remainder goes one row at a time, also through a cached statement.
-        let mut groups = rows.chunks_exact(ROWS_PER_INSERT);
-        for group in &mut groups {
-            if let Ok(group) = <&[MessageRow; ROWS_PER_INSERT]>::try_from(group) {
-                diesel::insert_into(message::table)
-                    .values(group)
-                    .execute(c)?;
-            }
-        }
-        for row in groups.remainder() {
-            diesel::insert_into(message::table).values(row).execute(c)?;
-        }
-        // The common changes (delivered, completed without error) are applied to many
-        // messages per statement; the request's processed time is the commit's.
-        let mut delivered = Vec::new();
-        let mut completed = Vec::new();
-        let mut processed_at = None;
-        for (id, u) in updates.drain() {
-            match (u.status, &u.error_text) {
-                (Status::Delivered, None) => delivered.push(id),
-                (Status::Completed, None) => {
-                    if processed_at.is_none() {
-                        processed_at = u.processed.clone();
+                WriteOp::Job(job) => {
+                    // Its own savepoint (a cached statement: diesel's nested
+                    // transaction parsed SAVEPOINT and RELEASE for every job).
+                    hot.prepare_cached("SAVEPOINT host_write")?.execute([])?;
+                    let (ok, complete) = job(c);
+                    if !ok {
+                        hot.prepare_cached("ROLLBACK TO host_write")?.execute([])?;
                     }
-                    completed.push(id)
+                    hot.prepare_cached("RELEASE host_write")?.execute([])?;
+                    completions.push(complete);
                 }
-                _ => {
-                    diesel::update(message::table.find(id))
-                        .set((
-                            message::status.eq(u.status.as_str()),
-                            message::is_error.eq(u.status == Status::Error),
-                            message::error_text.eq(u.error_text),
-                            message::processed.eq(u.processed),
-                        ))
-                        .execute(c)?;
+                WriteOp::Flush(done) => {
+                    flush = true;
+                    dones.push(done);
                 }
+                WriteOp::Tick => {}
             }
         }
-        for ids in delivered.chunks(IDS_PER_UPDATE) {
-            // Never step a message back from a later status.
-            diesel::update(
-                message::table
-                    .filter(message::id.eq_any(ids))
-                    .filter(message::status.eq(Status::Queued.as_str())),
-            )
-            .set(message::status.eq(Status::Delivered.as_str()))
-            .execute(c)?;
+        pending.release(held, flush);
+        for row in &pending.rows {
+            insert_message(hot, row, false)?;
         }
-        for ids in completed.chunks(IDS_PER_UPDATE) {
-            diesel::update(message::table.filter(message::id.eq_any(ids)))
-                .set((
-                    message::status.eq(Status::Completed.as_str()),
-                    message::is_error.eq(false),
-                    message::processed.eq(&processed_at),
-                ))
-                .execute(c)?;
+        for update in pending.updates.values() {
+            update_status(hot, update)?;
         }
         Ok(())
     });
@@ -400,6 +623,12 @@ impl MessageStore for SqliteStore {
 
     fn insert(&self, row: MessageRow) -> Durable {
         self.write(|done| WriteOp::Insert(Box::new(row), done))
+    }
+
+    fn insert_in_flight(&self, row: MessageRow) {
+        if self.persist {
+            self.db.send(WriteOp::Insert(Box::new(row), None));
+        }
     }
 
     fn insert_and_update(&self, row: MessageRow, update: StatusUpdate) -> Durable {
