@@ -232,6 +232,8 @@ struct Writer {
     // Dropped before `conn`: it borrows `conn`'s handle and does not close it.
     hot: rusqlite::Connection,
     conn: SqliteConnection,
+    /// INSERT of ROWS_PER_INSERT message rows.
+    multi_insert: String,
 }
 
 impl Writer {
@@ -243,7 +245,17 @@ impl Writer {
             unsafe { conn.with_raw_connection(|handle| rusqlite::Connection::from_handle(handle)) }
                 .map_err(|e| e.to_string())?;
         hot.set_prepared_statement_cache_capacity(16);
-        Ok(Self { hot, conn })
+        let one_row = format!("({})", vec!["?"; MESSAGE_COLUMNS].join(", "));
+        let columns = INSERT_MESSAGE.split(" VALUES").next().unwrap_or(INSERT_MESSAGE);
+        let multi_insert = format!(
+            "{columns} VALUES {}",
+            vec![one_row; ROWS_PER_INSERT].join(", ")
+        );
+        Ok(Self {
+            hot,
+            conn,
+            multi_insert,
+        })
     }
 }
 
@@ -256,9 +268,49 @@ enum BatchError {
     Sqlite(#[from] rusqlite::Error),
 }
 
+/// Rows per multi-row message INSERT.
+const ROWS_PER_INSERT: usize = 16;
+const MESSAGE_COLUMNS: usize = 14;
 const INSERT_MESSAGE: &str = "INSERT INTO message (id, session_id, parent_id, source, target, \
      type_name, kind, status, is_error, error_text, created, processed, body, session_key) \
      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)";
+
+/// Message rows, ROWS_PER_INSERT to a statement (one statement step per group instead of
+/// per row), the rest one by one.
+fn insert_messages(
+    hot: &rusqlite::Connection,
+    multi_insert: &str,
+    rows: &[MessageRow],
+) -> rusqlite::Result<()> {
+    let mut groups = rows.chunks_exact(ROWS_PER_INSERT);
+    if groups.len() > 0 {
+        let mut stmt = hot.prepare_cached(multi_insert)?;
+        for group in &mut groups {
+            for (n, row) in group.iter().enumerate() {
+                let at = n * MESSAGE_COLUMNS;
+                stmt.raw_bind_parameter(at + 1, row.id)?;
+                stmt.raw_bind_parameter(at + 2, row.session_id)?;
+                stmt.raw_bind_parameter(at + 3, row.parent_id)?;
+                stmt.raw_bind_parameter(at + 4, &row.source)?;
+                stmt.raw_bind_parameter(at + 5, &row.target)?;
+                stmt.raw_bind_parameter(at + 6, &row.type_name)?;
+                stmt.raw_bind_parameter(at + 7, &row.kind)?;
+                stmt.raw_bind_parameter(at + 8, &row.status)?;
+                stmt.raw_bind_parameter(at + 9, row.is_error)?;
+                stmt.raw_bind_parameter(at + 10, &row.error_text)?;
+                stmt.raw_bind_parameter(at + 11, &row.created)?;
+                stmt.raw_bind_parameter(at + 12, &row.processed)?;
+                stmt.raw_bind_parameter(at + 13, &row.body)?;
+                stmt.raw_bind_parameter(at + 14, &row.session_key)?;
+            }
+            stmt.raw_execute()?;
+        }
+    }
+    for row in groups.remainder() {
+        insert_message(hot, row, false)?;
+    }
+    Ok(())
+}
 
 fn insert_message(
     hot: &rusqlite::Connection,
@@ -479,7 +531,11 @@ fn writer_loop(conn: SqliteConnection, mut rx: mpsc::UnboundedReceiver<WriteOp>)
 }
 
 fn write_batch(writer: &mut Writer, batch: &mut Vec<WriteOp>, held: &mut Held, closing: bool) {
-    let Writer { hot, conn } = writer;
+    let Writer {
+        hot,
+        conn,
+        multi_insert,
+    } = writer;
     let mut dones: Vec<Done> = Vec::new();
     // Writes refused one by one (a duplicate key), reported after the commit.
     let mut refused: Vec<(Done, StoreError)> = Vec::new();
@@ -547,9 +603,7 @@ fn write_batch(writer: &mut Writer, batch: &mut Vec<WriteOp>, held: &mut Held, c
             }
         }
         pending.release(held, flush);
-        for row in &pending.rows {
-            insert_message(hot, row, false)?;
-        }
+        insert_messages(hot, multi_insert, &pending.rows)?;
         for update in pending.updates.values() {
             update_status(hot, update)?;
         }
