@@ -6,6 +6,7 @@
 //! previous commit ran (group commit): with many sessions in flight, durability costs one
 //! commit per batch instead of one per message.
 
+mod raw;
 mod schema;
 mod sqlite;
 

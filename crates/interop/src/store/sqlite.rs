@@ -14,6 +14,7 @@ use diesel::sqlite::SqliteConnection;
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 use tokio::sync::{mpsc, oneshot};
 
+use super::raw::{RawInsert, MESSAGE_COLUMNS};
 use super::schema::{event_log, message};
 use super::{
     Durable, EventFilter, EventRow, MessageFilter, MessageRow, MessageStore, NewEvent, Status,
@@ -229,11 +230,12 @@ fn checkpoint_loop(
 /// handle. Going through diesel's query builder for those cost about 40% of the writer's
 /// time in an ingest (BENCHMARKS.md).
 struct Writer {
-    // Dropped before `conn`: it borrows `conn`'s handle and does not close it.
+    // Fields drop in order: the statement, then `hot`, which borrows `conn`'s handle
+    // without closing it, then `conn`.
+    /// INSERT of ROWS_PER_INSERT message rows, bound without copies.
+    multi_insert: RawInsert,
     hot: rusqlite::Connection,
     conn: SqliteConnection,
-    /// INSERT of ROWS_PER_INSERT message rows.
-    multi_insert: String,
 }
 
 impl Writer {
@@ -246,15 +248,21 @@ impl Writer {
                 .map_err(|e| e.to_string())?;
         hot.set_prepared_statement_cache_capacity(16);
         let one_row = format!("({})", vec!["?"; MESSAGE_COLUMNS].join(", "));
-        let columns = INSERT_MESSAGE.split(" VALUES").next().unwrap_or(INSERT_MESSAGE);
-        let multi_insert = format!(
+        let columns = INSERT_MESSAGE
+            .split(" VALUES")
+            .next()
+            .unwrap_or(INSERT_MESSAGE);
+        let sql = format!(
             "{columns} VALUES {}",
             vec![one_row; ROWS_PER_INSERT].join(", ")
         );
+        // SAFETY: the handle is `conn`'s, which outlives the statement (field order
+        // above), and the writer uses both from its one thread.
+        let multi_insert = unsafe { RawInsert::prepare(hot.handle(), &sql, ROWS_PER_INSERT) }?;
         Ok(Self {
+            multi_insert,
             hot,
             conn,
-            multi_insert,
         })
     }
 }
@@ -266,11 +274,12 @@ enum BatchError {
     Diesel(#[from] diesel::result::Error),
     #[error("{0}")]
     Sqlite(#[from] rusqlite::Error),
+    #[error("{0}")]
+    Insert(String),
 }
 
 /// Rows per multi-row message INSERT.
 const ROWS_PER_INSERT: usize = 16;
-const MESSAGE_COLUMNS: usize = 14;
 const INSERT_MESSAGE: &str = "INSERT INTO message (id, session_id, parent_id, source, target, \
      type_name, kind, status, is_error, error_text, created, processed, body, session_key) \
      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)";
@@ -279,32 +288,12 @@ const INSERT_MESSAGE: &str = "INSERT INTO message (id, session_id, parent_id, so
 /// per row), the rest one by one.
 fn insert_messages(
     hot: &rusqlite::Connection,
-    multi_insert: &str,
+    multi_insert: &mut RawInsert,
     rows: &[MessageRow],
-) -> rusqlite::Result<()> {
-    let mut groups = rows.chunks_exact(ROWS_PER_INSERT);
-    if groups.len() > 0 {
-        let mut stmt = hot.prepare_cached(multi_insert)?;
-        for group in &mut groups {
-            for (n, row) in group.iter().enumerate() {
-                let at = n * MESSAGE_COLUMNS;
-                stmt.raw_bind_parameter(at + 1, row.id)?;
-                stmt.raw_bind_parameter(at + 2, row.session_id)?;
-                stmt.raw_bind_parameter(at + 3, row.parent_id)?;
-                stmt.raw_bind_parameter(at + 4, &row.source)?;
-                stmt.raw_bind_parameter(at + 5, &row.target)?;
-                stmt.raw_bind_parameter(at + 6, &row.type_name)?;
-                stmt.raw_bind_parameter(at + 7, &row.kind)?;
-                stmt.raw_bind_parameter(at + 8, &row.status)?;
-                stmt.raw_bind_parameter(at + 9, row.is_error)?;
-                stmt.raw_bind_parameter(at + 10, &row.error_text)?;
-                stmt.raw_bind_parameter(at + 11, &row.created)?;
-                stmt.raw_bind_parameter(at + 12, &row.processed)?;
-                stmt.raw_bind_parameter(at + 13, &row.body)?;
-                stmt.raw_bind_parameter(at + 14, &row.session_key)?;
-            }
-            stmt.raw_execute()?;
-        }
+) -> Result<(), BatchError> {
+    let mut groups = rows.chunks_exact(multi_insert.rows());
+    for group in &mut groups {
+        multi_insert.execute(group).map_err(BatchError::Insert)?;
     }
     for row in groups.remainder() {
         insert_message(hot, row, false)?;

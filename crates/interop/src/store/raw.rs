@@ -1,0 +1,288 @@
+//! The store writer's one statement bound without copies: the multi-row message INSERT.
+//!
+//! rusqlite (like diesel) binds text as `SQLITE_TRANSIENT`, so SQLite copies every string
+//! into its own allocation before building the record, which copies it again. For the
+//! message rows, most of what the writer binds, that first copy and its malloc/free were
+//! about a tenth of the writer's time. Here the strings are bound `SQLITE_STATIC`: they
+//! only have to outlive the `step`, which [`RawInsert::execute`] guarantees by taking the
+//! rows by reference and clearing the bindings before it returns.
+
+use std::ffi::{c_int, CStr};
+use std::ptr::{self, NonNull};
+
+use libsqlite3_sys as ffi;
+
+use super::MessageRow;
+
+/// A prepared INSERT of a fixed number of message rows (14 columns each, in
+/// [`MessageRow`]'s order), kept for the writer's life.
+pub(super) struct RawInsert {
+    db: NonNull<ffi::sqlite3>,
+    stmt: NonNull<ffi::sqlite3_stmt>,
+    rows: usize,
+}
+
+pub(super) const MESSAGE_COLUMNS: usize = 14;
+
+impl RawInsert {
+    /// Prepare `sql` (which must bind `rows * MESSAGE_COLUMNS` parameters) on `db`.
+    ///
+    /// # Safety
+    /// `db` must be an open connection that outlives the returned value and is used only
+    /// from the thread that uses it.
+    pub(super) unsafe fn prepare(
+        db: *mut ffi::sqlite3,
+        sql: &str,
+        rows: usize,
+    ) -> Result<Self, String> {
+        let db = NonNull::new(db).ok_or("no database handle")?;
+        let len = c_int::try_from(sql.len()).map_err(|e| e.to_string())?;
+        let mut stmt = ptr::null_mut();
+        let rc = ffi::sqlite3_prepare_v3(
+            db.as_ptr(),
+            sql.as_ptr().cast(),
+            len,
+            ffi::SQLITE_PREPARE_PERSISTENT,
+            &mut stmt,
+            ptr::null_mut(),
+        );
+        if rc != ffi::SQLITE_OK {
+            return Err(error_text(db));
+        }
+        let stmt = NonNull::new(stmt).ok_or("empty statement")?;
+        let expected = rows * MESSAGE_COLUMNS;
+        if usize::try_from(ffi::sqlite3_bind_parameter_count(stmt.as_ptr())).ok() != Some(expected)
+        {
+            ffi::sqlite3_finalize(stmt.as_ptr());
+            return Err(format!("statement does not bind {expected} parameters"));
+        }
+        Ok(Self { db, stmt, rows })
+    }
+
+    pub(super) fn rows(&self) -> usize {
+        self.rows
+    }
+
+    /// Insert exactly `self.rows()` rows.
+    pub(super) fn execute(&mut self, rows: &[MessageRow]) -> Result<(), String> {
+        if rows.len() != self.rows {
+            return Err(format!(
+                "{} rows for a {}-row insert",
+                rows.len(),
+                self.rows
+            ));
+        }
+        let result = self.bind_and_step(rows);
+        // SAFETY: `stmt` is a live statement of `db`. Clearing the bindings drops the
+        // borrowed pointers into `rows` before this borrow ends.
+        unsafe {
+            ffi::sqlite3_reset(self.stmt.as_ptr());
+            ffi::sqlite3_clear_bindings(self.stmt.as_ptr());
+        }
+        result
+    }
+
+    fn bind_and_step(&mut self, rows: &[MessageRow]) -> Result<(), String> {
+        let s = self.stmt.as_ptr();
+        // SAFETY: `s` is a live prepared statement; text pointers come from `rows`, which
+        // outlive the step below, and are bound SQLITE_STATIC only until `execute` clears
+        // the bindings.
+        unsafe {
+            let mut rc = ffi::SQLITE_OK;
+            for (n, row) in rows.iter().enumerate() {
+                let at = (n * MESSAGE_COLUMNS) as c_int;
+                let binds = [
+                    ffi::sqlite3_bind_int64(s, at + 1, row.id),
+                    ffi::sqlite3_bind_int64(s, at + 2, row.session_id),
+                    bind_opt_int(s, at + 3, row.parent_id),
+                    bind_text(s, at + 4, &row.source),
+                    bind_text(s, at + 5, &row.target),
+                    bind_text(s, at + 6, &row.type_name),
+                    bind_text(s, at + 7, &row.kind),
+                    bind_text(s, at + 8, &row.status),
+                    ffi::sqlite3_bind_int64(s, at + 9, i64::from(row.is_error)),
+                    bind_opt_text(s, at + 10, row.error_text.as_deref()),
+                    bind_text(s, at + 11, &row.created),
+                    bind_opt_text(s, at + 12, row.processed.as_deref()),
+                    bind_text(s, at + 13, &row.body),
+                    bind_opt_text(s, at + 14, row.session_key.as_deref()),
+                ];
+                if let Some(&bad) = binds.iter().find(|&&b| b != ffi::SQLITE_OK) {
+                    rc = bad;
+                    break;
+                }
+            }
+            if rc == ffi::SQLITE_OK {
+                rc = ffi::sqlite3_step(s);
+            }
+            if rc == ffi::SQLITE_DONE {
+                Ok(())
+            } else {
+                Err(error_text(self.db))
+            }
+        }
+    }
+}
+
+impl Drop for RawInsert {
+    fn drop(&mut self) {
+        // SAFETY: finalized once, before the connection closes (the writer drops its
+        // statements before its connection).
+        unsafe {
+            ffi::sqlite3_finalize(self.stmt.as_ptr());
+        }
+    }
+}
+
+unsafe fn bind_text(s: *mut ffi::sqlite3_stmt, at: c_int, text: &str) -> c_int {
+    match c_int::try_from(text.len()) {
+        Ok(len) => ffi::sqlite3_bind_text(s, at, text.as_ptr().cast(), len, ffi::SQLITE_STATIC()),
+        Err(_) => ffi::SQLITE_TOOBIG,
+    }
+}
+
+unsafe fn bind_opt_text(s: *mut ffi::sqlite3_stmt, at: c_int, text: Option<&str>) -> c_int {
+    match text {
+        Some(t) => bind_text(s, at, t),
+        None => ffi::sqlite3_bind_null(s, at),
+    }
+}
+
+unsafe fn bind_opt_int(s: *mut ffi::sqlite3_stmt, at: c_int, value: Option<i64>) -> c_int {
+    match value {
+        Some(v) => ffi::sqlite3_bind_int64(s, at, v),
+        None => ffi::sqlite3_bind_null(s, at),
+    }
+}
+
+fn error_text(db: NonNull<ffi::sqlite3>) -> String {
+    // SAFETY: `db` is open; sqlite3_errmsg returns a NUL-terminated string it owns.
+    unsafe {
+        let msg = ffi::sqlite3_errmsg(db.as_ptr());
+        if msg.is_null() {
+            "unknown SQLite error".into()
+        } else {
+            CStr::from_ptr(msg).to_string_lossy().into_owned()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(id: i64, body: &str, key: Option<&str>) -> MessageRow {
+        MessageRow {
+            id,
+            session_id: 1,
+            parent_id: (id > 1).then_some(1),
+            source: "Service".into(),
+            target: "Opération".into(),
+            type_name: "Ping".into(),
+            kind: "request".into(),
+            status: "queued".into(),
+            is_error: id % 2 == 0,
+            error_text: (id % 2 == 0).then(|| format!("error {id}")),
+            created: "2026-12-03T00:00:00.000001Z".into(),
+            processed: None,
+            body: body.into(),
+            session_key: key.map(str::to_string),
+        }
+    }
+
+    fn table() -> rusqlite::Connection {
+        let conn = rusqlite::Connection::open_in_memory().unwrap();
+        conn.execute_batch(
+            "CREATE TABLE message (id INTEGER PRIMARY KEY, session_id INTEGER NOT NULL, \
+             parent_id INTEGER, source TEXT NOT NULL, target TEXT NOT NULL, type_name TEXT NOT NULL, \
+             kind TEXT NOT NULL, status TEXT NOT NULL, is_error BOOLEAN NOT NULL, error_text TEXT, \
+             created TEXT NOT NULL, processed TEXT, body TEXT NOT NULL, session_key TEXT)",
+        )
+        .unwrap();
+        conn
+    }
+
+    type Stored = (
+        i64,
+        Option<i64>,
+        String,
+        bool,
+        Option<String>,
+        Option<String>,
+        String,
+        Option<String>,
+    );
+
+    const SQL2: &str = "INSERT INTO message VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?), \
+                        (?,?,?,?,?,?,?,?,?,?,?,?,?,?)";
+
+    #[test]
+    fn rows_are_stored_as_bound_and_a_failed_insert_leaves_the_statement_usable() {
+        let conn = table();
+        let mut insert = unsafe { RawInsert::prepare(conn.handle(), SQL2, 2) }.unwrap();
+        let rows = vec![row(1, "{\"a\":\"é\"}", Some("k")), row(2, "", None)];
+        insert.execute(&rows).unwrap();
+        // Same ids again: refused with SQLite's reason, and nothing half-written.
+        let err = insert.execute(&rows).unwrap_err();
+        assert!(err.contains("UNIQUE"), "{err}");
+        insert
+            .execute(&[row(3, "x", None), row(4, "y", None)])
+            .unwrap();
+        assert!(insert.execute(&[row(5, "z", None)]).is_err());
+
+        let mut stmt = conn
+            .prepare("SELECT id, parent_id, target, is_error, error_text, processed, body, session_key FROM message ORDER BY id")
+            .unwrap();
+        let got: Vec<Stored> = stmt
+            .query_map([], |r| {
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                    r.get(6)?,
+                    r.get(7)?,
+                ))
+            })
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(got.len(), 4);
+        assert_eq!(
+            got[0],
+            (
+                1,
+                None,
+                "Opération".into(),
+                false,
+                None,
+                None,
+                "{\"a\":\"é\"}".into(),
+                Some("k".into())
+            )
+        );
+        assert_eq!(
+            got[1],
+            (
+                2,
+                Some(1),
+                "Opération".into(),
+                true,
+                Some("error 2".into()),
+                None,
+                String::new(),
+                None
+            )
+        );
+        assert_eq!(got[3].6, "y");
+    }
+
+    #[test]
+    fn a_statement_with_the_wrong_parameter_count_is_refused() {
+        let conn = table();
+        let result = unsafe { RawInsert::prepare(conn.handle(), SQL2, 3) };
+        assert!(result.is_err());
+    }
+}
