@@ -63,8 +63,9 @@ impl RawInsert {
         self.rows
     }
 
-    /// Insert exactly `self.rows()` rows.
-    pub(super) fn execute(&mut self, rows: &[MessageRow]) -> Result<(), String> {
+    /// Insert exactly `self.rows()` rows; returns how many were inserted (fewer with
+    /// `INSERT OR IGNORE` when some were refused).
+    pub(super) fn execute(&mut self, rows: &[MessageRow]) -> Result<usize, String> {
         if rows.len() != self.rows {
             return Err(format!(
                 "{} rows for a {}-row insert",
@@ -82,7 +83,7 @@ impl RawInsert {
         result
     }
 
-    fn bind_and_step(&mut self, rows: &[MessageRow]) -> Result<(), String> {
+    fn bind_and_step(&mut self, rows: &[MessageRow]) -> Result<usize, String> {
         let s = self.stmt.as_ptr();
         // SAFETY: `s` is a live prepared statement; text pointers come from `rows`, which
         // outlive the step below, and are bound SQLITE_STATIC only until `execute` clears
@@ -116,7 +117,7 @@ impl RawInsert {
                 rc = ffi::sqlite3_step(s);
             }
             if rc == ffi::SQLITE_DONE {
-                Ok(())
+                Ok(usize::try_from(ffi::sqlite3_changes(self.db.as_ptr())).unwrap_or(0))
             } else {
                 Err(error_text(self.db))
             }
@@ -221,7 +222,7 @@ mod tests {
         let conn = table();
         let mut insert = unsafe { RawInsert::prepare(conn.handle(), SQL2, 2) }.unwrap();
         let rows = vec![row(1, "{\"a\":\"é\"}", Some("k")), row(2, "", None)];
-        insert.execute(&rows).unwrap();
+        assert_eq!(insert.execute(&rows), Ok(2));
         // Same ids again: refused with SQLite's reason, and nothing half-written.
         let err = insert.execute(&rows).unwrap_err();
         assert!(err.contains("UNIQUE"), "{err}");
@@ -277,6 +278,19 @@ mod tests {
             )
         );
         assert_eq!(got[3].6, "y");
+    }
+
+    #[test]
+    fn insert_or_ignore_counts_the_rows_it_kept() {
+        let conn = table();
+        conn.execute_batch("CREATE UNIQUE INDEX k ON message (session_key)")
+            .unwrap();
+        let sql = SQL2.replace("INSERT", "INSERT OR IGNORE");
+        let mut insert = unsafe { RawInsert::prepare(conn.handle(), &sql, 2) }.unwrap();
+        let first = [row(1, "a", Some("k1")), row(2, "b", Some("k2"))];
+        assert_eq!(insert.execute(&first), Ok(2));
+        let again = [row(3, "c", Some("k2")), row(4, "d", Some("k3"))];
+        assert_eq!(insert.execute(&again), Ok(1));
     }
 
     #[test]

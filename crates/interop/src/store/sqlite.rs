@@ -234,6 +234,8 @@ struct Writer {
     // without closing it, then `conn`.
     /// INSERT of ROWS_PER_INSERT message rows, bound without copies.
     multi_insert: RawInsert,
+    /// INSERT OR IGNORE of KEYED_ROWS_PER_INSERT rows that carry an idempotency key.
+    keyed_insert: RawInsert,
     hot: rusqlite::Connection,
     conn: SqliteConnection,
 }
@@ -254,13 +256,22 @@ impl Writer {
             .unwrap_or(INSERT_MESSAGE);
         let sql = format!(
             "{columns} VALUES {}",
-            vec![one_row; ROWS_PER_INSERT].join(", ")
+            vec![one_row.clone(); ROWS_PER_INSERT].join(", ")
         );
         // SAFETY: the handle is `conn`'s, which outlives the statement (field order
         // above), and the writer uses both from its one thread.
         let multi_insert = unsafe { RawInsert::prepare(hot.handle(), &sql, ROWS_PER_INSERT) }?;
+        let sql = format!(
+            "{} VALUES {}",
+            columns.replacen("INSERT", "INSERT OR IGNORE", 1),
+            vec![one_row; KEYED_ROWS_PER_INSERT].join(", ")
+        );
+        // SAFETY: as above.
+        let keyed_insert =
+            unsafe { RawInsert::prepare(hot.handle(), &sql, KEYED_ROWS_PER_INSERT) }?;
         Ok(Self {
             multi_insert,
+            keyed_insert,
             hot,
             conn,
         })
@@ -280,6 +291,8 @@ enum BatchError {
 
 /// Rows per multi-row message INSERT.
 const ROWS_PER_INSERT: usize = 16;
+/// Rows per multi-row INSERT of keyed rows (a session's first request from a service).
+const KEYED_ROWS_PER_INSERT: usize = 8;
 const INSERT_MESSAGE: &str = "INSERT INTO message (id, session_id, parent_id, source, target, \
      type_name, kind, status, is_error, error_text, created, processed, body, session_key) \
      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)";
@@ -299,6 +312,34 @@ fn insert_messages(
         insert_message(hot, row, false)?;
     }
     Ok(())
+}
+
+/// Rows with an idempotency key, INSERT OR IGNORE: whether each was inserted (false:
+/// its key was already taken). A group that kept fewer rows than it had is rare (a
+/// re-read input); its rows are then looked up by id.
+fn insert_keyed(
+    hot: &rusqlite::Connection,
+    keyed_insert: &mut RawInsert,
+    rows: &[MessageRow],
+) -> Result<Vec<bool>, BatchError> {
+    let mut inserted = Vec::with_capacity(rows.len());
+    let group_size = keyed_insert.rows();
+    let mut groups = rows.chunks_exact(group_size);
+    for group in &mut groups {
+        let kept = keyed_insert.execute(group).map_err(BatchError::Insert)?;
+        for row in group {
+            inserted.push(kept == group_size || message_exists(hot, row.id)?);
+        }
+    }
+    for row in groups.remainder() {
+        inserted.push(insert_message(hot, row, true)? > 0);
+    }
+    Ok(inserted)
+}
+
+fn message_exists(hot: &rusqlite::Connection, id: i64) -> rusqlite::Result<bool> {
+    hot.prepare_cached("SELECT 1 FROM message WHERE id = ?1")?
+        .exists([id])
 }
 
 fn insert_message(
@@ -524,6 +565,7 @@ fn write_batch(writer: &mut Writer, batch: &mut Vec<WriteOp>, held: &mut Held, c
         hot,
         conn,
         multi_insert,
+        keyed_insert,
     } = writer;
     let mut dones: Vec<Done> = Vec::new();
     // Writes refused one by one (a duplicate key), reported after the commit.
@@ -534,19 +576,15 @@ fn write_batch(writer: &mut Writer, batch: &mut Vec<WriteOp>, held: &mut Held, c
     // (see HOLD), so most are written once, already final. A keyed row goes alone, to
     // learn whether its key was new.
     let mut pending = Pending::default();
+    let mut keyed: Vec<MessageRow> = Vec::new();
+    let mut keyed_dones: Vec<Option<Done>> = Vec::new();
     let mut flush = closing;
     let result = conn.immediate_transaction(|c| -> Result<(), BatchError> {
         for op in batch.drain(..) {
             match op {
                 WriteOp::Insert(row, done) if row.session_key.is_some() => {
-                    let inserted = insert_message(hot, &row, true)?;
-                    match (inserted, done) {
-                        (0, Some(done)) => {
-                            let key = row.session_key.clone().unwrap_or_default();
-                            refused.push((done, StoreError::Duplicate(key)));
-                        }
-                        (_, done) => dones.extend(done),
-                    }
+                    keyed.push(*row);
+                    keyed_dones.push(done);
                 }
                 WriteOp::Insert(row, None) => {
                     held.entries.insert(
@@ -589,6 +627,17 @@ fn write_batch(writer: &mut Writer, batch: &mut Vec<WriteOp>, held: &mut Held, c
                     dones.push(done);
                 }
                 WriteOp::Tick => {}
+            }
+        }
+        // Keyed rows first: their status changes in this batch are UPDATEs below.
+        let inserted = insert_keyed(hot, keyed_insert, &keyed)?;
+        for ((row, done), inserted) in keyed.iter().zip(keyed_dones.drain(..)).zip(inserted) {
+            match (inserted, done) {
+                (false, Some(done)) => {
+                    let key = row.session_key.clone().unwrap_or_default();
+                    refused.push((done, StoreError::Duplicate(key)));
+                }
+                (_, done) => dones.extend(done),
             }
         }
         pending.release(held, flush);
