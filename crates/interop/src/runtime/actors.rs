@@ -152,12 +152,12 @@ fn mark_delivered(spec: &InstanceSpec, d: &Deliver) {
     spec.stats.dequeued();
     if spec.store.persistent() {
         // Not awaited: a lost "delivered" only means a re-delivery after a crash.
-        drop(spec.store.update(StatusUpdate {
+        spec.store.update_detached(StatusUpdate {
             id: d.request_id,
             status: Status::Delivered,
             error_text: None,
             processed: None,
-        }));
+        });
     }
 }
 

@@ -480,12 +480,12 @@ impl Core {
                 item.stats.dequeued();
                 item.stats.completed(took, false);
                 let text = format!("no reply within {} ms", timeout.as_millis());
-                drop(self.store.update(StatusUpdate {
+                self.store.update_detached(StatusUpdate {
                     id,
                     status: Status::Error,
                     error_text: Some(text),
                     processed: Some(processed),
-                }));
+                });
                 Err(SendError::Timeout {
                     target,
                     timeout_ms: timeout.as_millis() as u64,
@@ -517,7 +517,7 @@ impl Core {
                 };
                 // Not awaited: the request was durable before delivery, so a reply lost in
                 // a crash means a re-delivery, which operations take idempotently.
-                drop(self.store.insert_and_update(row, update));
+                self.store.insert_and_update_detached(row, update);
                 Ok(reply)
             }
             Ok(Err(error)) => {
@@ -555,7 +555,7 @@ impl Core {
                     error_text: Some(error.message.clone()),
                     processed: Some(processed),
                 };
-                drop(self.store.insert_and_update(row, update));
+                self.store.insert_and_update_detached(row, update);
                 Err(SendError::ErrorReply {
                     target,
                     message: error.message,
@@ -743,12 +743,12 @@ impl Core {
             .cloned()
             .collect();
         for row in unfinished.iter().filter(|r| r.parent_id.is_some()) {
-            drop(self.store.update(StatusUpdate {
+            self.store.update_detached(StatusUpdate {
                 id: row.id,
                 status: Status::Discarded,
                 error_text: Some("superseded: its session was re-delivered after a restart".into()),
                 processed: Some(now()),
-            }));
+            });
         }
         self.event(
             Level::Info,
@@ -762,12 +762,12 @@ impl Core {
         let mut pending = futures_util::stream::FuturesUnordered::new();
         for row in roots {
             let Some(item) = self.item(&row.target) else {
-                drop(self.store.update(StatusUpdate {
+                self.store.update_detached(StatusUpdate {
                     id: row.id,
                     status: Status::Error,
                     error_text: Some(format!("no item named '{}' after restart", row.target)),
                     processed: Some(now()),
-                }));
+                });
                 continue;
             };
             let message = AnyMessage::from_json(row.type_name.clone(), row.body.clone());

@@ -250,6 +250,14 @@ pub trait MessageStore: Send + Sync + 'static {
     /// Several writes that commit together (a reply and its request's new status).
     fn insert_and_update(&self, row: MessageRow, update: StatusUpdate) -> Durable;
     fn update(&self, update: StatusUpdate) -> Durable;
+    /// [`MessageStore::update`] for a caller that does not wait for it.
+    fn update_detached(&self, update: StatusUpdate) {
+        drop(self.update(update));
+    }
+    /// [`MessageStore::insert_and_update`] for a caller that does not wait for it.
+    fn insert_and_update_detached(&self, row: MessageRow, update: StatusUpdate) {
+        drop(self.insert_and_update(row, update));
+    }
     fn event(&self, event: NewEvent);
     /// Resolves once everything written before it is durable.
     fn flush(&self) -> Durable;

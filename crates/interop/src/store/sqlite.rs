@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
@@ -17,8 +18,8 @@ use tokio::sync::{mpsc, oneshot};
 use super::raw::{RawInsert, MESSAGE_COLUMNS};
 use super::schema::{event_log, message};
 use super::{
-    Durable, EventFilter, EventRow, MessageFilter, MessageRow, MessageStore, NewEvent, Status,
-    StatusUpdate,
+    Durable, EventFilter, EventRow, Kind, MessageFilter, MessageRow, MessageStore, NewEvent,
+    Status, StatusUpdate,
 };
 use crate::error::StoreError;
 
@@ -406,10 +407,34 @@ fn insert_event(hot: &rusqlite::Connection, e: &NewEvent) -> rusqlite::Result<us
     ])
 }
 
+/// Maps keyed by message id. Ids are the store's own sequence numbers, not input an
+/// attacker picks, so a multiplicative hash does (SipHash showed in the writer's profile).
+type IdMap<V> = HashMap<i64, V, BuildHasherDefault<IdHasher>>;
+
+#[derive(Default)]
+struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+
+    fn write_i64(&mut self, id: i64) {
+        // Fibonacci hashing: spreads sequential ids over the high bits hashbrown uses.
+        self.0 = (id as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+}
+
 /// Writes held back across batches (see [`HOLD`]), by message id.
 #[derive(Default)]
 struct Held {
-    entries: HashMap<i64, HeldWrite>,
+    entries: IdMap<HeldWrite>,
 }
 
 struct HeldWrite {
@@ -427,13 +452,16 @@ enum HeldKind {
 #[derive(Default)]
 struct Pending {
     rows: Vec<MessageRow>,
-    index: HashMap<i64, usize>,
-    updates: HashMap<i64, StatusUpdate>,
+    index: IdMap<usize>,
+    updates: IdMap<StatusUpdate>,
 }
 
 impl Pending {
     fn push(&mut self, row: MessageRow) {
-        self.index.insert(row.id, self.rows.len());
+        // Status changes are for requests; replies are written final.
+        if row.kind == Kind::Request.as_str() {
+            self.index.insert(row.id, self.rows.len());
+        }
         self.rows.push(row);
     }
 
@@ -729,6 +757,19 @@ impl MessageStore for SqliteStore {
 
     fn update(&self, update: StatusUpdate) -> Durable {
         self.write(|done| WriteOp::Update(update, done))
+    }
+
+    fn update_detached(&self, update: StatusUpdate) {
+        if self.persist {
+            self.db.send(WriteOp::Update(update, None));
+        }
+    }
+
+    fn insert_and_update_detached(&self, row: MessageRow, update: StatusUpdate) {
+        if self.persist {
+            self.db
+                .send(WriteOp::InsertAndUpdate(Box::new(row), update, None));
+        }
     }
 
     fn event(&self, event: NewEvent) {
