@@ -58,8 +58,9 @@ enum Command {
         /// PostgreSQL URL; without it the PostgreSQL operation is disabled.
         #[arg(long)]
         postgres: Option<String>,
-        #[arg(long, default_value_t = 512)]
-        in_flight: usize,
+        /// svc-csv's `max_in_flight`; its default without.
+        #[arg(long)]
+        in_flight: Option<usize>,
     },
     /// Serve `POST /training/` on `addr`: the production (`--production`) or a bare
     /// actix-web handler writing the row straight to SQLite. Runs until Ctrl-C.
@@ -136,8 +137,17 @@ enabled = false
         c.run_pending_migrations(interop::store::MIGRATIONS)
             .map_err(|e| anyhow::anyhow!("{e}"))?;
     }
+    #[derive(Debug)]
+    struct Pragmas;
+    impl diesel::r2d2::CustomizeConnection<SqliteConnection, diesel::r2d2::Error> for Pragmas {
+        fn on_acquire(&self, c: &mut SqliteConnection) -> Result<(), diesel::r2d2::Error> {
+            c.batch_execute("PRAGMA busy_timeout = 5000; PRAGMA synchronous = NORMAL;")
+                .map_err(diesel::r2d2::Error::QueryError)
+        }
+    }
     let pool = Pool::builder()
         .max_size(4)
+        .connection_customizer(Box::new(Pragmas))
         .build(ConnectionManager::<SqliteConnection>::new(
             path.to_string_lossy(),
         ))?;
@@ -152,18 +162,13 @@ enabled = false
                     let id = b.id;
                     let r = web::block(move || -> anyhow::Result<()> {
                         let mut c = pool.get()?;
-                        c.batch_execute(
-                            "PRAGMA busy_timeout = 5000; PRAGMA synchronous = NORMAL;",
-                        )?;
-                        diesel::insert_into(training::table)
+                        // The same cached statement op-iris uses.
+                        diesel::replace_into(training::table)
                             .values((
                                 training::id.eq(b.id),
                                 training::name.eq(&b.nom),
                                 training::room.eq(&b.salle),
                             ))
-                            .on_conflict(training::id)
-                            .do_update()
-                            .set((training::name.eq(&b.nom), training::room.eq(&b.salle)))
                             .execute(&mut c)?;
                         Ok(())
                     })
@@ -217,7 +222,7 @@ fn gen_csv(rows: usize, out: &std::path::Path) -> anyhow::Result<()> {
 async fn ingest(
     csv: &std::path::Path,
     postgres: Option<&str>,
-    in_flight: usize,
+    in_flight: Option<usize>,
 ) -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let root = dir.path().display().to_string();
@@ -231,6 +236,9 @@ async fn ingest(
             "never",
         ),
     };
+    let in_flight = in_flight
+        .map(|n| format!("max_in_flight = {n}"))
+        .unwrap_or_default();
     let text = format!(
         r#"[production]
 name = "bench"
@@ -241,7 +249,7 @@ class = "svc-csv"
 [item.settings]
 path = "{root}/in"
 call_interval_ms = 20
-max_in_flight = {in_flight}
+{in_flight}
 [[item]]
 name = "Router"
 class = "proc-router"

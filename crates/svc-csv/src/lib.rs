@@ -98,8 +98,11 @@ fn default_target() -> String {
     "Router".into()
 }
 
+/// Enough sessions in flight for the store's group commits to fill up (BENCHMARKS.md:
+/// 512 gave about 10% fewer rows/s), few enough for a 1,000,000-row file to stay under
+/// 64 MiB.
 fn default_max_in_flight() -> usize {
-    256
+    1024
 }
 
 /// Refuse a bad delimiter while parsing the config, so `validate` reports it.

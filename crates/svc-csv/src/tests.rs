@@ -631,7 +631,10 @@ async fn stopping_mid_file_leaves_it_in_the_inbox() {
         .expect("poll");
 
     let count = sent(&ctx).len();
-    assert!((2000..2000 + 256 + 1).contains(&count), "{count} rows sent");
+    assert!(
+        (2000..2000 + 1024 + 1).contains(&count),
+        "{count} rows sent"
+    );
     assert_eq!(files(&inbox), ["a.csv", "b.csv"]);
     assert!(files(&inbox.join("archive")).is_empty());
     let events = ctx.events();
@@ -686,7 +689,7 @@ fn settings_defaults() {
     assert_eq!(s.delimiter, ";");
     assert_eq!(s.call_interval_ms, 5000);
     assert_eq!(s.target, "Router");
-    assert_eq!(s.max_in_flight, 256);
+    assert_eq!(s.max_in_flight, 1024);
     let config = s.resolve().expect("valid");
     assert_eq!(config.archive, Path::new("in/archive"));
     assert_eq!(config.error, Path::new("in/error"));
