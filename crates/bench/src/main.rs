@@ -10,7 +10,6 @@ use diesel::prelude::*;
 use diesel_migrations::MigrationHarness;
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use interop::prelude::*;
-use interop::store::MessageRow;
 use interop::{Production, ProductionConfig};
 
 // The same allocator as the production binary, so the figures are the binary's.
@@ -435,15 +434,21 @@ async fn runtime_round_trips(persist: bool, pairs: usize, in_flight: usize) -> a
 }
 
 /// The bare baseline: the same header + body rows (request, reply, request status)
-/// written with diesel to the same schema, committing every `batch` pairs.
+/// written with diesel to the same schema (names interned, times in microseconds, as the
+/// store keeps them), committing every `batch` pairs.
 fn baseline_rows(pairs: usize, batch: usize) -> anyhow::Result<f64> {
-    use interop::store::schema_for_bench::message;
+    use interop::store::schema_for_bench::{message_data as m, message_name};
     let dir = tempfile::tempdir()?;
     let path = dir.path().join("production.db");
     let mut c = SqliteConnection::establish(&path.to_string_lossy())?;
     c.batch_execute("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;")?;
     c.run_pending_migrations(interop::store::MIGRATIONS)
         .map_err(|e| anyhow::anyhow!("{e}"))?;
+    for (id, name) in [(1i64, "Bench"), (2, "Echo"), (3, "Ping"), (4, "Pong")] {
+        diesel::insert_into(message_name::table)
+            .values((message_name::id.eq(id), message_name::name.eq(name)))
+            .execute(&mut c)?;
+    }
     let body = serde_json::to_string(&ping(1))?;
     let reply = serde_json::to_string(&Pong { n: 1 })?;
     let started = Instant::now();
@@ -454,31 +459,29 @@ fn baseline_rows(pairs: usize, batch: usize) -> anyhow::Result<f64> {
         c.immediate_transaction(|c| -> QueryResult<()> {
             for _ in 0..n {
                 id += 2;
-                let now = interop::store::now();
-                let row = |id, kind: &str, status: &str, body: &str| MessageRow {
-                    id,
-                    session_id: id,
-                    parent_id: None,
-                    source: "Bench".into(),
-                    target: "Echo".into(),
-                    type_name: "Ping".into(),
-                    kind: kind.into(),
-                    status: status.into(),
-                    is_error: false,
-                    error_text: None,
-                    created: now.clone(),
-                    processed: None,
-                    body: body.into(),
-                    session_key: None,
+                let now = chrono_micros();
+                let row = |id: i64, kind: i64, status: i64, type_name: i64, body: &str| {
+                    (
+                        m::id.eq(id),
+                        m::session_id.eq(id),
+                        m::source.eq(1),
+                        m::target.eq(2),
+                        m::type_name.eq(type_name),
+                        m::kind.eq(kind),
+                        m::status.eq(status),
+                        m::is_error.eq(false),
+                        m::created.eq(now),
+                        m::body.eq(body.to_string()),
+                    )
                 };
-                diesel::insert_into(message::table)
-                    .values(&row(id - 1, "request", "queued", &body))
+                diesel::insert_into(m::table)
+                    .values(row(id - 1, 0, 0, 3, &body))
                     .execute(c)?;
-                diesel::insert_into(message::table)
-                    .values(&row(id, "reply", "completed", &reply))
+                diesel::insert_into(m::table)
+                    .values(row(id, 1, 2, 4, &reply))
                     .execute(c)?;
-                diesel::update(message::table.find(id - 1))
-                    .set((message::status.eq("completed"), message::processed.eq(&now)))
+                diesel::update(m::table.find(id - 1))
+                    .set((m::status.eq(2), m::processed.eq(now)))
                     .execute(c)?;
             }
             Ok(())
@@ -486,6 +489,14 @@ fn baseline_rows(pairs: usize, batch: usize) -> anyhow::Result<f64> {
         done += n;
     }
     Ok(pairs as f64 / started.elapsed().as_secs_f64())
+}
+
+/// Now, in microseconds since the epoch.
+fn chrono_micros() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros() as i64)
+        .unwrap_or(0)
 }
 
 fn main() -> anyhow::Result<()> {

@@ -25,7 +25,7 @@ pub use sqlite::{EmbeddedDb, SqliteStore, MIGRATIONS};
 /// The store's table definitions, for benchmarks that write the same rows bare.
 #[doc(hidden)]
 pub mod schema_for_bench {
-    pub use super::schema::message;
+    pub use super::schema::{message_data, message_name};
 }
 
 /// Request or reply.
@@ -70,6 +70,11 @@ impl Status {
             Status::Error => "error",
             Status::Discarded => "discarded",
         }
+    }
+
+    /// As stored in `message_data.status`.
+    pub fn code(self) -> i64 {
+        self as i64
     }
 
     pub fn parse(s: &str) -> Option<Self> {
@@ -280,22 +285,74 @@ pub trait MessageStore: Send + Sync + 'static {
 /// restart re-delivers sessions from there on, so journals that only serve re-deliveries
 /// may forget what is older. Scans the message table: call it at start-up, not per message.
 pub fn oldest_unfinished_session(conn: &mut diesel::SqliteConnection) -> QueryResult<Option<i64>> {
-    schema::message::table
-        .filter(schema::message::kind.eq("request"))
-        .filter(schema::message::status.eq_any(["queued", "delivered"]))
-        .select(diesel::dsl::min(schema::message::session_id))
+    use schema::message_data as m;
+    m::table
+        .filter(m::kind.eq(0))
+        .filter(m::status.eq_any([Status::Queued.code(), Status::Delivered.code()]))
+        .select(diesel::dsl::min(m::session_id))
         .first(conn)
 }
 
 /// The id the next message would get: every session so far is below it.
 pub fn next_message_id(conn: &mut diesel::SqliteConnection) -> QueryResult<i64> {
-    let max: Option<i64> = schema::message::table
-        .select(diesel::dsl::max(schema::message::id))
-        .first(conn)?;
+    use schema::message_data as m;
+    let max: Option<i64> = m::table.select(diesel::dsl::max(m::id)).first(conn)?;
     Ok(max.unwrap_or(0) + 1)
+}
+
+/// Microseconds since the Unix epoch of a time as [`now`] writes it
+/// (`2026-12-03T20:01:39.076833Z`); any other RFC 3339 time is parsed the slow way, and
+/// one that is not a time at all counts as the epoch.
+pub(crate) fn micros(ts: &str) -> i64 {
+    fn fixed(ts: &str) -> Option<i64> {
+        let b = ts.as_bytes();
+        if b.len() != 27 || b[4] != b'-' || b[10] != b'T' || b[19] != b'.' || b[26] != b'Z' {
+            return None;
+        }
+        let num = |from: usize, to: usize| -> Option<u32> { ts.get(from..to)?.parse().ok() };
+        let date = chrono::NaiveDate::from_ymd_opt(num(0, 4)? as i32, num(5, 7)?, num(8, 10)?)?;
+        let time = chrono::NaiveTime::from_hms_micro_opt(
+            num(11, 13)?,
+            num(14, 16)?,
+            num(17, 19)?,
+            num(20, 26)?,
+        )?;
+        Some(date.and_time(time).and_utc().timestamp_micros())
+    }
+    fixed(ts)
+        .or_else(|| {
+            chrono::DateTime::parse_from_rfc3339(ts)
+                .ok()
+                .map(|t| t.timestamp_micros())
+        })
+        .unwrap_or(0)
 }
 
 /// Current time as stored: RFC 3339, UTC, microseconds.
 pub fn now() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stored_times_convert_to_microseconds_and_back() {
+        let t = now();
+        let m = micros(&t);
+        let back = chrono::DateTime::from_timestamp_micros(m)
+            .unwrap()
+            .to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+        assert_eq!(back, t);
+        assert_eq!(micros("1970-01-01T00:00:00.000001Z"), 1);
+        // Other RFC 3339 forms are parsed too; what is not a time counts as the epoch.
+        assert_eq!(micros("1970-01-01T01:00:00+01:00"), 0);
+        assert_eq!(
+            micros("2026-12-03T20:01:39Z"),
+            micros("2026-12-03T20:01:39.000000Z")
+        );
+        assert_eq!(micros("yesterday"), 0);
+        assert_eq!(micros("2026-13-03T20:01:39.076833Z"), 0);
+    }
 }

@@ -12,10 +12,28 @@ use std::ptr::{self, NonNull};
 
 use libsqlite3_sys as ffi;
 
-use super::MessageRow;
+/// A message row as `message_data` stores it: names as `message_name` ids, kind and
+/// status as codes, times in microseconds.
+#[derive(Clone, Debug, PartialEq)]
+pub(super) struct Compact<'a> {
+    pub id: i64,
+    pub session_id: i64,
+    pub parent_id: Option<i64>,
+    pub source: i64,
+    pub target: i64,
+    pub type_name: i64,
+    pub kind: i64,
+    pub status: i64,
+    pub is_error: bool,
+    pub error_text: Option<&'a str>,
+    pub created: i64,
+    pub processed: Option<i64>,
+    pub body: &'a str,
+    pub session_key: Option<&'a str>,
+}
 
 /// A prepared INSERT of a fixed number of message rows (14 columns each, in
-/// [`MessageRow`]'s order), kept for the writer's life.
+/// [`Compact`]'s order), kept for the writer's life.
 pub(super) struct RawInsert {
     db: NonNull<ffi::sqlite3>,
     stmt: NonNull<ffi::sqlite3_stmt>,
@@ -65,7 +83,7 @@ impl RawInsert {
 
     /// Insert exactly `self.rows()` rows; returns how many were inserted (fewer with
     /// `INSERT OR IGNORE` when some were refused).
-    pub(super) fn execute(&mut self, rows: &[MessageRow]) -> Result<usize, String> {
+    pub(super) fn execute(&mut self, rows: &[Compact<'_>]) -> Result<usize, String> {
         if rows.len() != self.rows {
             return Err(format!(
                 "{} rows for a {}-row insert",
@@ -83,7 +101,7 @@ impl RawInsert {
         result
     }
 
-    fn bind_and_step(&mut self, rows: &[MessageRow]) -> Result<usize, String> {
+    fn bind_and_step(&mut self, rows: &[Compact<'_>]) -> Result<usize, String> {
         let s = self.stmt.as_ptr();
         // SAFETY: `s` is a live prepared statement; text pointers come from `rows`, which
         // outlive the step below, and are bound SQLITE_STATIC only until `execute` clears
@@ -96,17 +114,17 @@ impl RawInsert {
                     ffi::sqlite3_bind_int64(s, at + 1, row.id),
                     ffi::sqlite3_bind_int64(s, at + 2, row.session_id),
                     bind_opt_int(s, at + 3, row.parent_id),
-                    bind_text(s, at + 4, &row.source),
-                    bind_text(s, at + 5, &row.target),
-                    bind_text(s, at + 6, &row.type_name),
-                    bind_text(s, at + 7, &row.kind),
-                    bind_text(s, at + 8, &row.status),
+                    ffi::sqlite3_bind_int64(s, at + 4, row.source),
+                    ffi::sqlite3_bind_int64(s, at + 5, row.target),
+                    ffi::sqlite3_bind_int64(s, at + 6, row.type_name),
+                    ffi::sqlite3_bind_int64(s, at + 7, row.kind),
+                    ffi::sqlite3_bind_int64(s, at + 8, row.status),
                     ffi::sqlite3_bind_int64(s, at + 9, i64::from(row.is_error)),
-                    bind_opt_text(s, at + 10, row.error_text.as_deref()),
-                    bind_text(s, at + 11, &row.created),
-                    bind_opt_text(s, at + 12, row.processed.as_deref()),
-                    bind_text(s, at + 13, &row.body),
-                    bind_opt_text(s, at + 14, row.session_key.as_deref()),
+                    bind_opt_text(s, at + 10, row.error_text),
+                    ffi::sqlite3_bind_int64(s, at + 11, row.created),
+                    bind_opt_int(s, at + 12, row.processed),
+                    bind_text(s, at + 13, row.body),
+                    bind_opt_text(s, at + 14, row.session_key),
                 ];
                 if let Some(&bad) = binds.iter().find(|&&b| b != ffi::SQLITE_OK) {
                     rc = bad;
@@ -172,50 +190,52 @@ fn error_text(db: NonNull<ffi::sqlite3>) -> String {
 mod tests {
     use super::*;
 
-    fn row(id: i64, body: &str, key: Option<&str>) -> MessageRow {
-        MessageRow {
+    fn row(id: i64, body: &'static str, key: Option<&'static str>) -> Compact<'static> {
+        Compact {
             id,
             session_id: 1,
             parent_id: (id > 1).then_some(1),
-            source: "Service".into(),
-            target: "Opération".into(),
-            type_name: "Ping".into(),
-            kind: "request".into(),
-            status: "queued".into(),
+            source: 1,
+            target: 2,
+            type_name: 3,
+            kind: 0,
+            status: 2,
             is_error: id % 2 == 0,
-            error_text: (id % 2 == 0).then(|| format!("error {id}")),
-            created: "2026-12-03T00:00:00.000001Z".into(),
+            error_text: (id % 2 == 0).then_some("erreur é"),
+            created: 1_796_328_099_076_833,
             processed: None,
-            body: body.into(),
-            session_key: key.map(str::to_string),
+            body,
+            session_key: key,
         }
     }
 
     fn table() -> rusqlite::Connection {
         let conn = rusqlite::Connection::open_in_memory().unwrap();
         conn.execute_batch(
-            "CREATE TABLE message (id INTEGER PRIMARY KEY, session_id INTEGER NOT NULL, \
-             parent_id INTEGER, source TEXT NOT NULL, target TEXT NOT NULL, type_name TEXT NOT NULL, \
-             kind TEXT NOT NULL, status TEXT NOT NULL, is_error BOOLEAN NOT NULL, error_text TEXT, \
-             created TEXT NOT NULL, processed TEXT, body TEXT NOT NULL, session_key TEXT)",
+            "CREATE TABLE message_data (id INTEGER PRIMARY KEY, session_id INTEGER NOT NULL, \
+             parent_id INTEGER, source INTEGER NOT NULL, target INTEGER NOT NULL, \
+             type_name INTEGER NOT NULL, kind INTEGER NOT NULL, status INTEGER NOT NULL, \
+             is_error BOOLEAN NOT NULL, error_text TEXT, created INTEGER NOT NULL, \
+             processed INTEGER, body TEXT NOT NULL, session_key TEXT)",
         )
         .unwrap();
         conn
     }
 
+    const SQL2: &str = "INSERT INTO message_data VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?), \
+                        (?,?,?,?,?,?,?,?,?,?,?,?,?,?)";
+
     type Stored = (
         i64,
         Option<i64>,
-        String,
+        i64,
         bool,
         Option<String>,
-        Option<String>,
+        i64,
+        Option<i64>,
         String,
         Option<String>,
     );
-
-    const SQL2: &str = "INSERT INTO message VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?), \
-                        (?,?,?,?,?,?,?,?,?,?,?,?,?,?)";
 
     #[test]
     fn rows_are_stored_as_bound_and_a_failed_insert_leaves_the_statement_usable() {
@@ -232,7 +252,10 @@ mod tests {
         assert!(insert.execute(&[row(5, "z", None)]).is_err());
 
         let mut stmt = conn
-            .prepare("SELECT id, parent_id, target, is_error, error_text, processed, body, session_key FROM message ORDER BY id")
+            .prepare(
+                "SELECT id, parent_id, target, is_error, error_text, created, processed, body, \
+                 session_key FROM message_data ORDER BY id",
+            )
             .unwrap();
         let got: Vec<Stored> = stmt
             .query_map([], |r| {
@@ -245,20 +268,23 @@ mod tests {
                     r.get(5)?,
                     r.get(6)?,
                     r.get(7)?,
+                    r.get(8)?,
                 ))
             })
             .unwrap()
             .collect::<Result<_, _>>()
             .unwrap();
         assert_eq!(got.len(), 4);
+        let created = 1_796_328_099_076_833;
         assert_eq!(
             got[0],
             (
                 1,
                 None,
-                "Opération".into(),
+                2,
                 false,
                 None,
+                created,
                 None,
                 "{\"a\":\"é\"}".into(),
                 Some("k".into())
@@ -269,21 +295,22 @@ mod tests {
             (
                 2,
                 Some(1),
-                "Opération".into(),
+                2,
                 true,
-                Some("error 2".into()),
+                Some("erreur é".into()),
+                created,
                 None,
                 String::new(),
                 None
             )
         );
-        assert_eq!(got[3].6, "y");
+        assert_eq!(got[3].7, "y");
     }
 
     #[test]
     fn insert_or_ignore_counts_the_rows_it_kept() {
         let conn = table();
-        conn.execute_batch("CREATE UNIQUE INDEX k ON message (session_key)")
+        conn.execute_batch("CREATE UNIQUE INDEX k ON message_data (session_key)")
             .unwrap();
         let sql = SQL2.replace("INSERT", "INSERT OR IGNORE");
         let mut insert = unsafe { RawInsert::prepare(conn.handle(), &sql, 2) }.unwrap();

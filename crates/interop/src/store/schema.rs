@@ -1,5 +1,7 @@
 //! Diesel table definitions of the embedded database (see `migrations/sqlite`).
 
+// `message` is a view over `message_data` (see migration 000004): read it, write
+// `message_data`.
 diesel::table! {
     message (id) {
         id -> BigInt,
@@ -27,5 +29,31 @@ diesel::table! {
         item -> Nullable<Text>,
         session_id -> Nullable<BigInt>,
         text -> Text,
+    }
+}
+
+diesel::table! {
+    message_data (id) {
+        id -> BigInt,
+        session_id -> BigInt,
+        parent_id -> Nullable<BigInt>,
+        source -> BigInt,
+        target -> BigInt,
+        type_name -> BigInt,
+        kind -> BigInt,
+        status -> BigInt,
+        is_error -> Bool,
+        error_text -> Nullable<Text>,
+        created -> BigInt,
+        processed -> Nullable<BigInt>,
+        body -> Text,
+        session_key -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    message_name (id) {
+        id -> BigInt,
+        name -> Text,
     }
 }

@@ -15,11 +15,11 @@ use diesel::sqlite::SqliteConnection;
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 use tokio::sync::{mpsc, oneshot};
 
-use super::raw::{RawInsert, MESSAGE_COLUMNS};
+use super::raw::{Compact, RawInsert, MESSAGE_COLUMNS};
 use super::schema::{event_log, message};
 use super::{
-    Durable, EventFilter, EventRow, Kind, MessageFilter, MessageRow, MessageStore, NewEvent,
-    Status, StatusUpdate,
+    micros, Durable, EventFilter, EventRow, Kind, MessageFilter, MessageRow, MessageStore,
+    NewEvent, Status, StatusUpdate,
 };
 use crate::error::StoreError;
 
@@ -239,6 +239,7 @@ struct Writer {
     keyed_insert: RawInsert,
     hot: rusqlite::Connection,
     conn: SqliteConnection,
+    names: Names,
 }
 
 impl Writer {
@@ -275,6 +276,7 @@ impl Writer {
             keyed_insert,
             hot,
             conn,
+            names: Names::default(),
         })
     }
 }
@@ -294,17 +296,77 @@ enum BatchError {
 const ROWS_PER_INSERT: usize = 16;
 /// Rows per multi-row INSERT of keyed rows (a session's first request from a service).
 const KEYED_ROWS_PER_INSERT: usize = 8;
-const INSERT_MESSAGE: &str = "INSERT INTO message (id, session_id, parent_id, source, target, \
-     type_name, kind, status, is_error, error_text, created, processed, body, session_key) \
-     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)";
+const INSERT_MESSAGE: &str = "INSERT INTO message_data (id, session_id, parent_id, source, \
+     target, type_name, kind, status, is_error, error_text, created, processed, body, \
+     session_key) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)";
+
+/// Item and type names interned in `message_name`, as the writer has seen them.
+#[derive(Default)]
+struct Names {
+    ids: HashMap<String, i64>,
+}
+
+impl Names {
+    fn id(&mut self, hot: &rusqlite::Connection, name: &str) -> rusqlite::Result<i64> {
+        if let Some(&id) = self.ids.get(name) {
+            return Ok(id);
+        }
+        hot.prepare_cached("INSERT OR IGNORE INTO message_name (name) VALUES (?1)")?
+            .execute([name])?;
+        let id = hot
+            .prepare_cached("SELECT id FROM message_name WHERE name = ?1")?
+            .query_row([name], |r| r.get(0))?;
+        self.ids.insert(name.to_string(), id);
+        Ok(id)
+    }
+
+    /// After a batch that did not commit: names it added are gone with it.
+    fn forget(&mut self) {
+        self.ids.clear();
+    }
+
+    fn compact<'a>(
+        &mut self,
+        hot: &rusqlite::Connection,
+        row: &'a MessageRow,
+    ) -> Result<Compact<'a>, BatchError> {
+        Ok(Compact {
+            id: row.id,
+            session_id: row.session_id,
+            parent_id: row.parent_id,
+            source: self.id(hot, &row.source)?,
+            target: self.id(hot, &row.target)?,
+            type_name: self.id(hot, &row.type_name)?,
+            kind: if row.kind == Kind::Request.as_str() {
+                0
+            } else {
+                1
+            },
+            status: Status::parse(&row.status)
+                .map(Status::code)
+                .ok_or_else(|| BatchError::Insert(format!("unknown status '{}'", row.status)))?,
+            is_error: row.is_error,
+            error_text: row.error_text.as_deref(),
+            created: micros(&row.created),
+            processed: row.processed.as_deref().map(micros),
+            body: &row.body,
+            session_key: row.session_key.as_deref(),
+        })
+    }
+}
 
 /// Message rows, ROWS_PER_INSERT to a statement (one statement step per group instead of
 /// per row), the rest one by one.
 fn insert_messages(
     hot: &rusqlite::Connection,
     multi_insert: &mut RawInsert,
+    names: &mut Names,
     rows: &[MessageRow],
 ) -> Result<(), BatchError> {
+    let rows = rows
+        .iter()
+        .map(|r| names.compact(hot, r))
+        .collect::<Result<Vec<_>, _>>()?;
     let mut groups = rows.chunks_exact(multi_insert.rows());
     for group in &mut groups {
         multi_insert.execute(group).map_err(BatchError::Insert)?;
@@ -321,8 +383,13 @@ fn insert_messages(
 fn insert_keyed(
     hot: &rusqlite::Connection,
     keyed_insert: &mut RawInsert,
+    names: &mut Names,
     rows: &[MessageRow],
 ) -> Result<Vec<bool>, BatchError> {
+    let rows = rows
+        .iter()
+        .map(|r| names.compact(hot, r))
+        .collect::<Result<Vec<_>, _>>()?;
     let mut inserted = Vec::with_capacity(rows.len());
     let group_size = keyed_insert.rows();
     let mut groups = rows.chunks_exact(group_size);
@@ -339,18 +406,18 @@ fn insert_keyed(
 }
 
 fn message_exists(hot: &rusqlite::Connection, id: i64) -> rusqlite::Result<bool> {
-    hot.prepare_cached("SELECT 1 FROM message WHERE id = ?1")?
+    hot.prepare_cached("SELECT 1 FROM message_data WHERE id = ?1")?
         .exists([id])
 }
 
 fn insert_message(
     hot: &rusqlite::Connection,
-    row: &MessageRow,
+    row: &Compact<'_>,
     or_ignore: bool,
 ) -> rusqlite::Result<usize> {
     let sql = if or_ignore {
-        "INSERT OR IGNORE INTO message (id, session_id, parent_id, source, target, type_name, \
-         kind, status, is_error, error_text, created, processed, body, session_key) \
+        "INSERT OR IGNORE INTO message_data (id, session_id, parent_id, source, target, \
+         type_name, kind, status, is_error, error_text, created, processed, body, session_key) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)"
     } else {
         INSERT_MESSAGE
@@ -377,20 +444,19 @@ fn update_status(hot: &rusqlite::Connection, u: &StatusUpdate) -> rusqlite::Resu
     if u.status == Status::Delivered {
         // Never step a message back from a later status.
         return hot
-            .prepare_cached(
-                "UPDATE message SET status = 'delivered' WHERE id = ?1 AND status = 'queued'",
-            )?
-            .execute([u.id]);
+            .prepare_cached("UPDATE message_data SET status = ?2 WHERE id = ?1 AND status = ?3")?
+            .execute([u.id, Status::Delivered.code(), Status::Queued.code()]);
     }
     hot.prepare_cached(
-        "UPDATE message SET status = ?2, is_error = ?3, error_text = ?4, processed = ?5 WHERE id = ?1",
+        "UPDATE message_data SET status = ?2, is_error = ?3, error_text = ?4, processed = ?5 \
+         WHERE id = ?1",
     )?
     .execute(rusqlite::params![
         u.id,
-        u.status.as_str(),
+        u.status.code(),
         u.status == Status::Error,
         u.error_text,
-        u.processed
+        u.processed.as_deref().map(micros)
     ])
 }
 
@@ -594,6 +660,7 @@ fn write_batch(writer: &mut Writer, batch: &mut Vec<WriteOp>, held: &mut Held, c
         conn,
         multi_insert,
         keyed_insert,
+        names,
     } = writer;
     let mut dones: Vec<Done> = Vec::new();
     // Writes refused one by one (a duplicate key), reported after the commit.
@@ -658,7 +725,7 @@ fn write_batch(writer: &mut Writer, batch: &mut Vec<WriteOp>, held: &mut Held, c
             }
         }
         // Keyed rows first: their status changes in this batch are UPDATEs below.
-        let inserted = insert_keyed(hot, keyed_insert, &keyed)?;
+        let inserted = insert_keyed(hot, keyed_insert, names, &keyed)?;
         for ((row, done), inserted) in keyed.iter().zip(keyed_dones.drain(..)).zip(inserted) {
             match (inserted, done) {
                 (false, Some(done)) => {
@@ -669,12 +736,15 @@ fn write_batch(writer: &mut Writer, batch: &mut Vec<WriteOp>, held: &mut Held, c
             }
         }
         pending.release(held, flush);
-        insert_messages(hot, multi_insert, &pending.rows)?;
+        insert_messages(hot, multi_insert, names, &pending.rows)?;
         for update in pending.updates.values() {
             update_status(hot, update)?;
         }
         Ok(())
     });
+    if result.is_err() {
+        names.forget();
+    }
     let outcome = result.map_err(|e| {
         log::error!("message store: commit of a batch failed: {e}");
         StoreError::Write(e.to_string())
@@ -701,14 +771,10 @@ impl SqliteStore {
     /// A store over `db`. With `persist` false, messages are not written (events still
     /// are): only for measuring the framework without its store.
     pub fn new(db: EmbeddedDb, persist: bool) -> Result<Self, StoreError> {
-        let max: Option<i64> = db.read_blocking(|c| {
-            message::table
-                .select(diesel::dsl::max(message::id))
-                .first(c)
-        })?;
+        let next = db.read_blocking(super::next_message_id)?;
         Ok(Self {
             db,
-            next_id: AtomicI64::new(max.unwrap_or(0) + 1),
+            next_id: AtomicI64::new(next),
             persist,
         })
     }
@@ -868,15 +934,108 @@ impl MessageStore for SqliteStore {
     }
 
     fn purge(&self, cutoff: &str) -> Result<usize, StoreError> {
-        let cutoff = cutoff.to_string();
+        use super::schema::message_data as m;
+        let cutoff = chrono::DateTime::parse_from_rfc3339(cutoff)
+            .map_err(|e| StoreError::Query(format!("purge cutoff '{cutoff}': {e}")))?
+            .timestamp_micros();
         self.db.read_blocking(move |c| {
             c.batch_execute("PRAGMA busy_timeout = 30000;")?;
             diesel::delete(
-                message::table
-                    .filter(message::created.lt(cutoff))
-                    .filter(message::status.ne_all(["queued", "delivered"])),
+                m::table
+                    .filter(m::created.lt(cutoff))
+                    .filter(m::status.ne_all([Status::Queued.code(), Status::Delivered.code()])),
             )
             .execute(c)
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(id: i64, source: &str, status: Status, processed: Option<&str>) -> MessageRow {
+        MessageRow {
+            id,
+            session_id: 1,
+            parent_id: (id > 1).then_some(1),
+            source: source.into(),
+            target: "Opération".into(),
+            type_name: "FormationRequest".into(),
+            kind: if id % 2 == 1 { "request" } else { "reply" }.into(),
+            status: status.as_str().into(),
+            is_error: status == Status::Error,
+            error_text: (status == Status::Error).then(|| "base indisponible".into()),
+            created: "2026-12-03T20:01:39.076833Z".into(),
+            processed: processed.map(str::to_string),
+            body: r#"{"formation":{"id":3,"nom":"é"}}"#.into(),
+            session_key: (id == 1).then(|| "a.csv:1".into()),
+        }
+    }
+
+    #[actix_rt::test]
+    async fn rows_read_back_exactly_as_written_through_the_compact_table() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = EmbeddedDb::open(&dir.path().join("p.db")).unwrap();
+        let store = SqliteStore::new(db.clone(), true).unwrap();
+        // Enough rows for the multi-row statements and their remainders, keyed and not.
+        let mut written = Vec::new();
+        for id in 1..=40 {
+            let status = [Status::Queued, Status::Completed, Status::Error][id as usize % 3];
+            let processed = (status != Status::Queued).then_some("1999-12-31T23:59:59.000001Z");
+            let r = row(
+                id,
+                if id % 4 == 0 { "Service A" } else { "Router" },
+                status,
+                processed,
+            );
+            written.push(r.clone());
+            drop(store.insert(r));
+        }
+        store.flush().await.unwrap();
+        for w in &written {
+            assert_eq!(store.message(w.id).unwrap().as_ref(), Some(w));
+        }
+        assert_eq!(store.trace(1).unwrap(), written);
+        // A status change lands on the compact row and reads back as text.
+        store
+            .update(StatusUpdate {
+                id: 3,
+                status: Status::Completed,
+                error_text: None,
+                processed: Some("2026-12-03T20:01:40.000000Z".into()),
+            })
+            .await
+            .unwrap();
+        let changed = store.message(3).unwrap().unwrap();
+        assert_eq!(changed.status, "completed");
+        assert!(!changed.is_error);
+        assert_eq!(
+            changed.processed.as_deref(),
+            Some("2026-12-03T20:01:40.000000Z")
+        );
+        // The next store on this database goes on after the last id.
+        assert_eq!(SqliteStore::new(db, true).unwrap().peek_id(), 41);
+    }
+
+    #[actix_rt::test]
+    async fn purge_deletes_finished_messages_before_the_cutoff_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = EmbeddedDb::open(&dir.path().join("p.db")).unwrap();
+        let store = SqliteStore::new(db, true).unwrap();
+        drop(store.insert(row(1, "A", Status::Completed, None)));
+        drop(store.insert(row(3, "A", Status::Queued, None)));
+        let mut late = row(5, "A", Status::Completed, None);
+        late.created = "2027-01-01T00:00:00.000000Z".into();
+        drop(store.insert(late));
+        store.flush().await.unwrap();
+        assert!(store.purge("not a time").is_err());
+        assert_eq!(store.purge("2026-12-31T00:00:00Z").unwrap(), 1);
+        assert!(store.message(1).unwrap().is_none());
+        assert!(
+            store.message(3).unwrap().is_some(),
+            "unfinished messages stay"
+        );
+        assert!(store.message(5).unwrap().is_some());
     }
 }
