@@ -1019,6 +1019,57 @@ mod tests {
     }
 
     #[actix_rt::test]
+    async fn a_database_from_before_the_compact_store_keeps_its_messages() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p.db");
+        {
+            let mut c = SqliteConnection::establish(&path.to_string_lossy()).unwrap();
+            for _ in 0..3 {
+                c.run_next_migration(MIGRATIONS).unwrap();
+            }
+            c.batch_execute(
+                "INSERT INTO message VALUES \
+                 (1, 1, NULL, 'Svc', 'Router', 'Ping', 'request', 'completed', 0, NULL, \
+                  '2026-12-03T20:01:39.076833Z', '2026-12-03T20:01:39.090172Z', '{}', 'k1'), \
+                 (2, 1, 1, 'Router', 'Svc', 'Pong', 'reply', 'error', 1, 'refusé', \
+                  '2026-12-03T20:01:39.090000Z', NULL, '{\"n\":1}', NULL)",
+            )
+            .unwrap();
+        }
+        let store = SqliteStore::new(EmbeddedDb::open(&path).unwrap(), true).unwrap();
+        let rows = store.trace(1).unwrap();
+        assert_eq!(rows.len(), 2);
+        assert_eq!(rows[0].created, "2026-12-03T20:01:39.076833Z");
+        assert_eq!(
+            rows[0].processed.as_deref(),
+            Some("2026-12-03T20:01:39.090172Z")
+        );
+        assert_eq!(rows[0].session_key.as_deref(), Some("k1"));
+        assert_eq!(
+            (rows[1].kind.as_str(), rows[1].status.as_str()),
+            ("reply", "error")
+        );
+        assert_eq!(rows[1].error_text.as_deref(), Some("refusé"));
+        assert_eq!(
+            (rows[1].source.as_str(), rows[1].type_name.as_str()),
+            ("Router", "Pong")
+        );
+        assert_eq!(store.peek_id(), 3);
+        // And it goes on: a new name, a duplicate key still refused.
+        let mut again = row(3, "Nouveau", Status::Queued, None);
+        again.session_key = Some("k1".into());
+        assert!(matches!(
+            store.insert(again).await,
+            Err(StoreError::Duplicate(_))
+        ));
+        store
+            .insert(row(5, "Nouveau", Status::Queued, None))
+            .await
+            .unwrap();
+        assert_eq!(store.message(5).unwrap().unwrap().source, "Nouveau");
+    }
+
+    #[actix_rt::test]
     async fn purge_deletes_finished_messages_before_the_cutoff_only() {
         let dir = tempfile::tempdir().unwrap();
         let db = EmbeddedDb::open(&dir.path().join("p.db")).unwrap();
