@@ -26,12 +26,14 @@ use crate::error::StoreError;
 /// Schema of the embedded database: message store, event log, local tables.
 pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations/sqlite");
 
-/// WAL size (pages) past which the writer itself checkpoints after a commit. The
-/// checkpoint thread's passive checkpoints rarely catch up with a writer that commits
-/// without pause, and then the WAL grew without bound (800 MB in 7 s of ingest), every
-/// append landing on fresh pages the kernel must zero; a writer-side checkpoint lets the
-/// WAL restart from its beginning, about 40 MB at most.
-const WAL_CHECKPOINT_PAGES: u32 = 10_000;
+/// WAL size (pages) past which the writer itself checkpoints after a commit (SQLite's
+/// default). The checkpoint thread's passive checkpoints rarely catch up with a writer
+/// that commits without pause, and then the WAL grew without bound (800 MB in 7 s of
+/// ingest), every append landing on fresh pages the kernel must zero; a writer-side
+/// checkpoint lets the WAL restart from its beginning. Small, so each one holds the
+/// writer only a few milliseconds: at 10,000 pages the REST service's p99 went from 6 to
+/// 30 ms (BENCHMARKS.md).
+const WAL_CHECKPOINT_PAGES: u32 = 1_000;
 /// How long the writer may hold back a write nobody waits for (a process's request
 /// still in flight, a "delivered" status), hoping to fold it into the message's final
 /// status: most requests complete well within it, and are then written once.
