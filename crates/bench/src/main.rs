@@ -201,6 +201,56 @@ fn peak_rss_mib() -> f64 {
         .unwrap_or(f64::NAN)
 }
 
+/// CPU seconds (user + system) spent so far by this process's threads, summed by thread
+/// name: where an ingest's time goes, steadier than its wall-clock time.
+fn cpu_by_thread() -> std::collections::BTreeMap<String, f64> {
+    let mut by_name = std::collections::BTreeMap::new();
+    // Clock ticks per second: 100 on Linux.
+    let ticks = 100.0;
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return by_name;
+    };
+    for task in tasks.flatten() {
+        let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else {
+            continue;
+        };
+        // "tid (name) state ppid ...": fields after the name, utime and stime are 12 and 13.
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+            continue;
+        };
+        let name = stat[open + 1..close].to_string();
+        let fields: Vec<&str> = stat[close + 1..].split_whitespace().collect();
+        let cpu = |i: usize| {
+            fields
+                .get(i)
+                .and_then(|f| f.parse::<f64>().ok())
+                .unwrap_or(0.0)
+        };
+        *by_name.entry(name).or_insert(0.0) += (cpu(11) + cpu(12)) / ticks;
+    }
+    by_name
+}
+
+/// Per-row CPU of the busiest threads between two [`cpu_by_thread`] readings.
+fn cpu_per_row(
+    before: &std::collections::BTreeMap<String, f64>,
+    after: &std::collections::BTreeMap<String, f64>,
+    rows: usize,
+) -> String {
+    let mut spent: Vec<(f64, &str)> = after
+        .iter()
+        .map(|(name, t)| (t - before.get(name).copied().unwrap_or(0.0), name.as_str()))
+        .filter(|(t, _)| *t > 0.0)
+        .collect();
+    spent.sort_by(|a, b| b.0.total_cmp(&a.0));
+    spent
+        .iter()
+        .take(3)
+        .map(|(t, name)| format!("{name} {:.1} µs", t * 1e6 / rows as f64))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 fn gen_csv(rows: usize, out: &std::path::Path) -> anyhow::Result<()> {
     use std::io::Write;
     let mut w = std::io::BufWriter::new(std::fs::File::create(out)?);
@@ -275,6 +325,7 @@ url = "{url}"
     std::fs::create_dir_all(dir.path().join("in"))?;
     let staged = dir.path().join("staged.part");
     std::fs::copy(csv, &staged)?;
+    let cpu_before = cpu_by_thread();
     let started = Instant::now();
     std::fs::rename(&staged, dir.path().join("in/bench.csv"))?;
     let archived = dir.path().join("in/archive/bench.csv");
@@ -283,6 +334,7 @@ url = "{url}"
     }
     let elapsed = started.elapsed().as_secs_f64();
     p.store().flush().await?;
+    let cpu = cpu_per_row(&cpu_before, &cpu_by_thread(), rows);
     let lines = std::io::BufRead::lines(std::io::BufReader::new(std::fs::File::open(
         dir.path().join("out/formation.txt"),
     )?))
@@ -299,6 +351,7 @@ url = "{url}"
         peak_rss_mib(),
         if postgres.is_some() { ", with PostgreSQL" } else { "" }
     );
+    println!("  CPU per row: {cpu}");
     Ok(())
 }
 
