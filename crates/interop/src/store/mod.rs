@@ -221,6 +221,13 @@ impl Durable {
         Durable(None)
     }
 
+    /// Never durable: the write was refused before it reached the store.
+    pub(crate) fn failed(error: StoreError) -> Self {
+        let (tx, rx) = oneshot::channel();
+        let _ = tx.send(Err(error));
+        Durable(Some(rx))
+    }
+
     pub(crate) fn pending(rx: oneshot::Receiver<Result<(), StoreError>>) -> Self {
         Durable(Some(rx))
     }

@@ -5,7 +5,7 @@ use std::future::Future;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use diesel::connection::SimpleConnection;
@@ -51,9 +51,11 @@ type Completion = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
 type Job = Box<dyn FnOnce(&mut SqliteConnection) -> (bool, Completion) + Send>;
 
 enum WriteOp {
-    Insert(Box<MessageRow>, Option<Done>),
-    InsertAndUpdate(Box<MessageRow>, StatusUpdate, Option<Done>),
-    Update(StatusUpdate, Option<Done>),
+    Insert(Box<StoredRow>, Option<Done>),
+    InsertAndUpdate(Box<StoredRow>, StoredUpdate, Option<Done>),
+    Update(StoredUpdate, Option<Done>),
+    /// A name callers interned (see [`NameTable`]), written ahead of the rows using it.
+    Name(i64, String),
     Event(NewEvent),
     Job(Job),
     Flush(Done),
@@ -79,6 +81,17 @@ pub struct EmbeddedDb {
     path: Arc<PathBuf>,
     writer: mpsc::UnboundedSender<WriteOp>,
     readers: Pool<ConnectionManager<SqliteConnection>>,
+    names: Arc<Mutex<NameTable>>,
+}
+
+/// Item and type names as `message_name` ids. Callers turn a message's names into ids
+/// before it reaches the writer (the writer's own lookups, with the other conversions to
+/// the compact row, were ~8% of its time in an ingest); a name seen for the first time
+/// gets the next id here and goes to the writer ahead of any row that uses it.
+#[derive(Default)]
+struct NameTable {
+    ids: HashMap<String, i64>,
+    last: i64,
 }
 
 impl std::fmt::Debug for EmbeddedDb {
@@ -114,6 +127,17 @@ impl EmbeddedDb {
         .map_err(|e| open_err(e.to_string()))?;
         conn.run_pending_migrations(MIGRATIONS)
             .map_err(|e| open_err(format!("migrations failed: {e}")))?;
+        let known: Vec<(i64, String)> = {
+            use super::schema::message_name as n;
+            n::table
+                .select((n::id, n::name))
+                .load(&mut conn)
+                .map_err(|e| open_err(format!("cannot read message_name: {e}")))?
+        };
+        let names = NameTable {
+            last: known.iter().map(|(id, _)| *id).max().unwrap_or(0),
+            ids: known.into_iter().map(|(id, name)| (name, id)).collect(),
+        };
 
         let readers = Pool::builder()
             .max_size(4)
@@ -138,6 +162,7 @@ impl EmbeddedDb {
             path: Arc::new(path.to_path_buf()),
             writer,
             readers,
+            names: Arc::new(Mutex::new(names)),
         })
     }
 
@@ -202,6 +227,20 @@ impl EmbeddedDb {
     fn send(&self, op: WriteOp) -> bool {
         self.writer.send(op).is_ok()
     }
+
+    /// `name`'s id in `message_name`, interning it if new.
+    fn name_id(&self, name: &str) -> i64 {
+        let mut table = self.names.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(&id) = table.ids.get(name) {
+            return id;
+        }
+        table.last += 1;
+        let id = table.last;
+        table.ids.insert(name.to_string(), id);
+        // Sent under the lock: no row that uses the id can reach the writer before it.
+        let _ = self.writer.send(WriteOp::Name(id, name.to_string()));
+        id
+    }
 }
 
 /// Copy the WAL back into the database file every so often, off the writer's path, so
@@ -251,7 +290,7 @@ struct Writer {
     keyed_insert: RawInsert,
     hot: rusqlite::Connection,
     conn: SqliteConnection,
-    names: Names,
+    names: WrittenNames,
 }
 
 impl Writer {
@@ -288,7 +327,7 @@ impl Writer {
             keyed_insert,
             hot,
             conn,
-            names: Names::default(),
+            names: WrittenNames::default(),
         })
     }
 }
@@ -312,58 +351,100 @@ const INSERT_MESSAGE: &str = "INSERT INTO message_data (id, session_id, parent_i
      target, type_name, kind, status, is_error, error_text, created, processed, body, \
      session_key) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)";
 
-/// Item and type names interned in `message_name`, as the writer has seen them.
+/// The names the writer has put in `message_name` (see [`NameTable`]): few, kept so that
+/// they can be written again after a batch that did not commit took them with it.
 #[derive(Default)]
-struct Names {
-    ids: HashMap<String, i64>,
+struct WrittenNames {
+    all: Vec<(i64, String)>,
+    lost: bool,
 }
 
-impl Names {
-    fn id(&mut self, hot: &rusqlite::Connection, name: &str) -> rusqlite::Result<i64> {
-        if let Some(&id) = self.ids.get(name) {
-            return Ok(id);
+impl WrittenNames {
+    fn write(hot: &rusqlite::Connection, id: i64, name: &str) -> rusqlite::Result<usize> {
+        hot.prepare_cached("INSERT OR IGNORE INTO message_name (id, name) VALUES (?1, ?2)")?
+            .execute(rusqlite::params![id, name])
+    }
+
+    fn add(&mut self, hot: &rusqlite::Connection, id: i64, name: String) -> rusqlite::Result<()> {
+        Self::write(hot, id, &name)?;
+        self.all.push((id, name));
+        Ok(())
+    }
+
+    /// At the start of a batch: the names a failed batch rolled back.
+    fn restore(&mut self, hot: &rusqlite::Connection) -> rusqlite::Result<()> {
+        if self.lost {
+            for (id, name) in &self.all {
+                Self::write(hot, *id, name)?;
+            }
+            self.lost = false;
         }
-        hot.prepare_cached("INSERT OR IGNORE INTO message_name (name) VALUES (?1)")?
-            .execute([name])?;
-        let id = hot
-            .prepare_cached("SELECT id FROM message_name WHERE name = ?1")?
-            .query_row([name], |r| r.get(0))?;
-        self.ids.insert(name.to_string(), id);
-        Ok(id)
+        Ok(())
     }
+}
 
-    /// After a batch that did not commit: names it added are gone with it.
-    fn forget(&mut self) {
-        self.ids.clear();
+/// A message row as the writer takes it: [`MessageRow`] turned by its caller into what
+/// `message_data` stores (names as ids, kind and status as codes, times in microseconds),
+/// so the writer's thread, the store's bottleneck, only binds and steps.
+#[derive(Debug)]
+struct StoredRow {
+    id: i64,
+    session_id: i64,
+    parent_id: Option<i64>,
+    source: i64,
+    target: i64,
+    type_name: i64,
+    kind: i64,
+    status: Status,
+    is_error: bool,
+    error_text: Option<String>,
+    created: i64,
+    processed: Option<i64>,
+    body: String,
+    session_key: Option<String>,
+}
+
+const REQUEST: i64 = 0;
+const REPLY: i64 = 1;
+
+impl StoredRow {
+    fn as_compact(&self) -> Compact<'_> {
+        Compact {
+            id: self.id,
+            session_id: self.session_id,
+            parent_id: self.parent_id,
+            source: self.source,
+            target: self.target,
+            type_name: self.type_name,
+            kind: self.kind,
+            status: self.status.code(),
+            is_error: self.is_error,
+            error_text: self.error_text.as_deref(),
+            created: self.created,
+            processed: self.processed,
+            body: &self.body,
+            session_key: self.session_key.as_deref(),
+        }
     }
+}
 
-    fn compact<'a>(
-        &mut self,
-        hot: &rusqlite::Connection,
-        row: &'a MessageRow,
-    ) -> Result<Compact<'a>, BatchError> {
-        Ok(Compact {
-            id: row.id,
-            session_id: row.session_id,
-            parent_id: row.parent_id,
-            source: self.id(hot, &row.source)?,
-            target: self.id(hot, &row.target)?,
-            type_name: self.id(hot, &row.type_name)?,
-            kind: if row.kind == Kind::Request.as_str() {
-                0
-            } else {
-                1
-            },
-            status: Status::parse(&row.status)
-                .map(Status::code)
-                .ok_or_else(|| BatchError::Insert(format!("unknown status '{}'", row.status)))?,
-            is_error: row.is_error,
-            error_text: row.error_text.as_deref(),
-            created: micros(&row.created),
-            processed: row.processed.as_deref().map(micros),
-            body: &row.body,
-            session_key: row.session_key.as_deref(),
-        })
+/// A [`StatusUpdate`] with its time in microseconds.
+#[derive(Debug)]
+struct StoredUpdate {
+    id: i64,
+    status: Status,
+    error_text: Option<String>,
+    processed: Option<i64>,
+}
+
+impl From<StatusUpdate> for StoredUpdate {
+    fn from(u: StatusUpdate) -> Self {
+        StoredUpdate {
+            id: u.id,
+            status: u.status,
+            error_text: u.error_text,
+            processed: u.processed.as_deref().map(micros),
+        }
     }
 }
 
@@ -372,13 +453,9 @@ impl Names {
 fn insert_messages(
     hot: &rusqlite::Connection,
     multi_insert: &mut RawInsert,
-    names: &mut Names,
-    rows: &[MessageRow],
+    rows: &[StoredRow],
 ) -> Result<(), BatchError> {
-    let rows = rows
-        .iter()
-        .map(|r| names.compact(hot, r))
-        .collect::<Result<Vec<_>, _>>()?;
+    let rows: Vec<Compact<'_>> = rows.iter().map(StoredRow::as_compact).collect();
     let mut groups = rows.chunks_exact(multi_insert.rows());
     for group in &mut groups {
         multi_insert.execute(group).map_err(BatchError::Insert)?;
@@ -395,13 +472,9 @@ fn insert_messages(
 fn insert_keyed(
     hot: &rusqlite::Connection,
     keyed_insert: &mut RawInsert,
-    names: &mut Names,
-    rows: &[MessageRow],
+    rows: &[StoredRow],
 ) -> Result<Vec<bool>, BatchError> {
-    let rows = rows
-        .iter()
-        .map(|r| names.compact(hot, r))
-        .collect::<Result<Vec<_>, _>>()?;
+    let rows: Vec<Compact<'_>> = rows.iter().map(StoredRow::as_compact).collect();
     let mut inserted = Vec::with_capacity(rows.len());
     let group_size = keyed_insert.rows();
     let mut groups = rows.chunks_exact(group_size);
@@ -452,7 +525,7 @@ fn insert_message(
     ])
 }
 
-fn update_status(hot: &rusqlite::Connection, u: &StatusUpdate) -> rusqlite::Result<usize> {
+fn update_status(hot: &rusqlite::Connection, u: &StoredUpdate) -> rusqlite::Result<usize> {
     if u.status == Status::Delivered {
         // Never step a message back from a later status.
         return hot
@@ -468,7 +541,7 @@ fn update_status(hot: &rusqlite::Connection, u: &StatusUpdate) -> rusqlite::Resu
         u.status.code(),
         u.status == Status::Error,
         u.error_text,
-        u.processed.as_deref().map(micros)
+        u.processed
     ])
 }
 
@@ -522,22 +595,22 @@ struct HeldWrite {
 }
 
 enum HeldKind {
-    Row(Box<MessageRow>),
-    Delivered(StatusUpdate),
+    Row(Box<StoredRow>),
+    Delivered(StoredUpdate),
 }
 
 /// One batch's message rows and status changes, before they are written.
 #[derive(Default)]
 struct Pending {
-    rows: Vec<MessageRow>,
+    rows: Vec<StoredRow>,
     index: IdMap<usize>,
-    updates: IdMap<StatusUpdate>,
+    updates: IdMap<StoredUpdate>,
 }
 
 impl Pending {
-    fn push(&mut self, row: MessageRow) {
+    fn push(&mut self, row: StoredRow) {
         // Status changes are for requests; replies are written final.
-        if row.kind == Kind::Request.as_str() {
+        if row.kind == REQUEST {
             self.index.insert(row.id, self.rows.len());
         }
         self.rows.push(row);
@@ -546,7 +619,7 @@ impl Pending {
     /// Fold a status change into a row of this batch, a held row (which then goes out in
     /// this batch if the change is final), or keep it for an UPDATE after the inserts.
     /// Never steps a message back to an earlier status.
-    fn update(&mut self, u: StatusUpdate, held: &mut Held) {
+    fn update(&mut self, u: StoredUpdate, held: &mut Held) {
         if let Some(row) = self.index.get(&u.id).and_then(|&i| self.rows.get_mut(i)) {
             apply(row, u);
             return;
@@ -627,11 +700,11 @@ impl Pending {
     }
 }
 
-fn apply(row: &mut MessageRow, u: StatusUpdate) {
-    if Status::parse(&row.status).is_some_and(|current| current > u.status) {
+fn apply(row: &mut StoredRow, u: StoredUpdate) {
+    if row.status > u.status {
         return;
     }
-    row.status = u.status.as_str().to_string();
+    row.status = u.status;
     row.is_error = u.status == Status::Error;
     if u.status != Status::Delivered {
         row.error_text = u.error_text;
@@ -683,12 +756,14 @@ fn write_batch(writer: &mut Writer, batch: &mut Vec<WriteOp>, held: &mut Held, c
     // (see HOLD), so most are written once, already final. A keyed row goes alone, to
     // learn whether its key was new.
     let mut pending = Pending::default();
-    let mut keyed: Vec<MessageRow> = Vec::new();
+    let mut keyed: Vec<StoredRow> = Vec::new();
     let mut keyed_dones: Vec<Option<Done>> = Vec::new();
     let mut flush = closing;
     let result = conn.immediate_transaction(|c| -> Result<(), BatchError> {
+        names.restore(hot)?;
         for op in batch.drain(..) {
             match op {
+                WriteOp::Name(id, name) => names.add(hot, id, name)?,
                 WriteOp::Insert(row, done) if row.session_key.is_some() => {
                     keyed.push(*row);
                     keyed_dones.push(done);
@@ -737,7 +812,7 @@ fn write_batch(writer: &mut Writer, batch: &mut Vec<WriteOp>, held: &mut Held, c
             }
         }
         // Keyed rows first: their status changes in this batch are UPDATEs below.
-        let inserted = insert_keyed(hot, keyed_insert, names, &keyed)?;
+        let inserted = insert_keyed(hot, keyed_insert, &keyed)?;
         for ((row, done), inserted) in keyed.iter().zip(keyed_dones.drain(..)).zip(inserted) {
             match (inserted, done) {
                 (false, Some(done)) => {
@@ -748,14 +823,14 @@ fn write_batch(writer: &mut Writer, batch: &mut Vec<WriteOp>, held: &mut Held, c
             }
         }
         pending.release(held, flush);
-        insert_messages(hot, multi_insert, names, &pending.rows)?;
+        insert_messages(hot, multi_insert, &pending.rows)?;
         for update in pending.updates.values() {
             update_status(hot, update)?;
         }
         Ok(())
     });
     if result.is_err() {
-        names.forget();
+        names.lost = true;
     }
     let outcome = result.map_err(|e| {
         log::error!("message store: commit of a batch failed: {e}");
@@ -795,6 +870,43 @@ impl SqliteStore {
         &self.db
     }
 
+    /// `row` as the writer takes it. Only a row built by hand can fail here: the
+    /// runtime writes statuses and kinds from their enums.
+    fn stored(&self, row: MessageRow) -> Result<StoredRow, StoreError> {
+        let status = Status::parse(&row.status).ok_or_else(|| {
+            StoreError::Write(format!(
+                "message {}: unknown status '{}'",
+                row.id, row.status
+            ))
+        })?;
+        let kind = match row.kind.as_str() {
+            k if k == Kind::Request.as_str() => REQUEST,
+            k if k == Kind::Reply.as_str() => REPLY,
+            other => {
+                return Err(StoreError::Write(format!(
+                    "message {}: unknown kind '{other}'",
+                    row.id
+                )))
+            }
+        };
+        Ok(StoredRow {
+            id: row.id,
+            session_id: row.session_id,
+            parent_id: row.parent_id,
+            source: self.db.name_id(&row.source),
+            target: self.db.name_id(&row.target),
+            type_name: self.db.name_id(&row.type_name),
+            kind,
+            status,
+            is_error: row.is_error,
+            error_text: row.error_text,
+            created: micros(&row.created),
+            processed: row.processed.as_deref().map(micros),
+            body: row.body,
+            session_key: row.session_key,
+        })
+    }
+
     fn write(&self, make: impl FnOnce(Option<Done>) -> WriteOp) -> Durable {
         if !self.persist {
             return Durable::ready();
@@ -820,33 +932,57 @@ impl MessageStore for SqliteStore {
     }
 
     fn insert(&self, row: MessageRow) -> Durable {
-        self.write(|done| WriteOp::Insert(Box::new(row), done))
+        if !self.persist {
+            return Durable::ready();
+        }
+        match self.stored(row) {
+            Ok(row) => self.write(|done| WriteOp::Insert(Box::new(row), done)),
+            Err(e) => Durable::failed(e),
+        }
     }
 
     fn insert_in_flight(&self, row: MessageRow) {
         if self.persist {
-            self.db.send(WriteOp::Insert(Box::new(row), None));
+            match self.stored(row) {
+                Ok(row) => {
+                    self.db.send(WriteOp::Insert(Box::new(row), None));
+                }
+                Err(e) => log::error!("message store: {e}"),
+            }
         }
     }
 
     fn insert_and_update(&self, row: MessageRow, update: StatusUpdate) -> Durable {
-        self.write(|done| WriteOp::InsertAndUpdate(Box::new(row), update, done))
+        if !self.persist {
+            return Durable::ready();
+        }
+        match self.stored(row) {
+            Ok(row) => {
+                self.write(|done| WriteOp::InsertAndUpdate(Box::new(row), update.into(), done))
+            }
+            Err(e) => Durable::failed(e),
+        }
     }
 
     fn update(&self, update: StatusUpdate) -> Durable {
-        self.write(|done| WriteOp::Update(update, done))
+        self.write(|done| WriteOp::Update(update.into(), done))
     }
 
     fn update_detached(&self, update: StatusUpdate) {
         if self.persist {
-            self.db.send(WriteOp::Update(update, None));
+            self.db.send(WriteOp::Update(update.into(), None));
         }
     }
 
     fn insert_and_update_detached(&self, row: MessageRow, update: StatusUpdate) {
         if self.persist {
-            self.db
-                .send(WriteOp::InsertAndUpdate(Box::new(row), update, None));
+            match self.stored(row) {
+                Ok(row) => {
+                    self.db
+                        .send(WriteOp::InsertAndUpdate(Box::new(row), update.into(), None));
+                }
+                Err(e) => log::error!("message store: {e}"),
+            }
         }
     }
 
@@ -1028,6 +1164,56 @@ mod tests {
         );
         // The next store on this database goes on after the last id.
         assert_eq!(SqliteStore::new(db, true).unwrap().peek_id(), 41);
+    }
+
+    #[actix_rt::test]
+    async fn a_name_first_seen_in_a_batch_that_failed_is_written_with_the_next_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p.db");
+        let db = EmbeddedDb::open(&path).unwrap();
+        let store = SqliteStore::new(db.clone(), true).unwrap();
+        store
+            .insert(row(4, "Router", Status::Completed, None))
+            .await
+            .unwrap();
+        // Id 4 again: the batch fails, and takes the new name's row with it. The writer is
+        // kept busy meanwhile, so that the name and the row queue up for one batch.
+        let stall = db.write(|_| {
+            std::thread::sleep(Duration::from_millis(100));
+            Ok(())
+        });
+        let clash = row(4, "Nouveau service", Status::Completed, None);
+        let clash = store.insert(clash);
+        let _ = stall.await;
+        assert!(clash.await.is_err());
+        let later = row(6, "Nouveau service", Status::Completed, None);
+        store.insert(later.clone()).await.unwrap();
+        assert_eq!(store.message(6).unwrap(), Some(later.clone()));
+        // And a database opened again knows the name under the same id.
+        drop((store, db));
+        let store = SqliteStore::new(EmbeddedDb::open(&path).unwrap(), true).unwrap();
+        assert_eq!(store.message(6).unwrap(), Some(later));
+        let third = row(8, "Nouveau service", Status::Completed, None);
+        store.insert(third.clone()).await.unwrap();
+        assert_eq!(store.message(8).unwrap(), Some(third));
+    }
+
+    #[actix_rt::test]
+    async fn a_row_with_an_unknown_status_is_refused_with_its_id() {
+        let dir = tempfile::tempdir().unwrap();
+        let store =
+            SqliteStore::new(EmbeddedDb::open(&dir.path().join("p.db")).unwrap(), true).unwrap();
+        let mut bad = row(7, "Router", Status::Completed, None);
+        bad.status = "finished".into();
+        let err = store.insert(bad).await.unwrap_err().to_string();
+        assert!(
+            err.contains("message 7") && err.contains("'finished'"),
+            "{err}"
+        );
+        // The store goes on.
+        let good = row(8, "Router", Status::Completed, None);
+        store.insert(good.clone()).await.unwrap();
+        assert_eq!(store.message(8).unwrap(), Some(good));
     }
 
     #[actix_rt::test]
