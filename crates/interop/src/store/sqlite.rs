@@ -26,14 +26,16 @@ use crate::error::StoreError;
 /// Schema of the embedded database: message store, event log, local tables.
 pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations/sqlite");
 
-/// WAL size (pages) past which the writer itself checkpoints after a commit (SQLite's
-/// default). The checkpoint thread's passive checkpoints rarely catch up with a writer
-/// that commits without pause, and then the WAL grew without bound (800 MB in 7 s of
-/// ingest), every append landing on fresh pages the kernel must zero; a writer-side
-/// checkpoint lets the WAL restart from its beginning. Small, so each one holds the
-/// writer only a few milliseconds: at 10,000 pages the REST service's p99 went from 6 to
-/// 30 ms (BENCHMARKS.md).
-const WAL_CHECKPOINT_PAGES: u32 = 1_000;
+/// WAL size (pages, 16 MB) past which the writer itself checkpoints after a commit. The
+/// checkpoint thread copies the WAL into the database as it grows, but only a writer can
+/// restart the WAL from its beginning, and one that commits without pause never finds
+/// it fully copied: without this the WAL grew without bound (800 MB in 7 s of ingest),
+/// every append landing on fresh pages the kernel must zero. The checkpoint thread has
+/// copied nearly everything by then, so the writer's share is mostly the fsyncs; at
+/// 1,000 pages those were ~7% of its time in an ingest. (When the writer did all the
+/// copying, 10,000 pages held it long enough to put the REST p99 at 30 ms; now 4,000
+/// pages leave it at ~6 ms, BENCHMARKS.md.)
+const WAL_CHECKPOINT_PAGES: u32 = 4_000;
 /// How long the writer may hold back a write nobody waits for (a process's request
 /// still in flight, a "delivered" status), hoping to fold it into the message's final
 /// status: most requests complete well within it, and are then written once.
