@@ -1232,7 +1232,8 @@ mod tests {
                  (1, 1, NULL, 'Svc', 'Router', 'Ping', 'request', 'completed', 0, NULL, \
                   '2026-12-03T20:01:39.076833Z', '2026-12-03T20:01:39.090172Z', '{}', 'k1'), \
                  (2, 1, 1, 'Router', 'Svc', 'Pong', 'reply', 'error', 1, 'refusé', \
-                  '2026-12-03T20:01:39.090000Z', NULL, '{\"n\":1}', NULL)",
+                  '2026-12-03T20:01:39.090000Z', NULL, '{\"n\":1}', NULL); \
+                 INSERT INTO training VALUES (3, 'Anglais', 'Salle 1')",
             )
             .unwrap();
         }
@@ -1267,6 +1268,27 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(store.message(5).unwrap().unwrap().source, "Nouveau");
+        // op-iris's table, now keyed by its rowid, kept its rows.
+        #[derive(QueryableByName, Debug, PartialEq)]
+        struct Training {
+            #[diesel(sql_type = diesel::sql_types::BigInt)]
+            id: i64,
+            #[diesel(sql_type = diesel::sql_types::Text)]
+            name: String,
+        }
+        let kept = store
+            .db()
+            .read_blocking(|c| {
+                diesel::sql_query("SELECT id, name FROM training").load::<Training>(c)
+            })
+            .unwrap();
+        assert_eq!(
+            kept,
+            vec![Training {
+                id: 3,
+                name: "Anglais".into()
+            }]
+        );
     }
 
     #[actix_rt::test]
