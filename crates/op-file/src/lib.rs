@@ -337,7 +337,9 @@ fn record(
     keys: Vec<(i64, i64)>,
     length: u64,
 ) -> impl std::future::Future<Output = HostResult<()>> {
-    let written = db.write(move |c| {
+    // No savepoint: these writes fail only when the database does, and then the whole
+    // batch, this journal entry with it, does not commit.
+    let written = db.write_in_batch(move |c| {
         for (session, id) in keys {
             diesel::insert_or_ignore_into(file_journal::table)
                 .values((

@@ -142,7 +142,8 @@ impl IrisOperation {
         let count = writes.len();
         let done = self
             .db
-            .write(move |conn| {
+            // No savepoint: each upsert stands alone (a failed statement undoes itself).
+            .write_in_batch(move |conn| {
                 let results: Vec<Result<Option<Training>, String>> = writes
                     .iter()
                     .map(|w| apply(conn, w).map_err(|e| e.to_string()))
