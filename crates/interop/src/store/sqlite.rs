@@ -342,7 +342,7 @@ impl Writer {
         let multi_insert = unsafe { RawInsert::prepare(hot.handle(), &sql, ROWS_PER_INSERT) }?;
         let sql = format!(
             "{} VALUES {}",
-            columns.replacen("INSERT", "INSERT OR IGNORE", 1),
+            columns.replacen("INSERT OR FAIL", "INSERT OR IGNORE", 1),
             vec![one_row; KEYED_ROWS_PER_INSERT].join(", ")
         );
         // SAFETY: as above.
@@ -373,7 +373,11 @@ enum BatchError {
 const ROWS_PER_INSERT: usize = 16;
 /// Rows per multi-row INSERT of keyed rows (a session's first request from a service).
 const KEYED_ROWS_PER_INSERT: usize = 8;
-const INSERT_MESSAGE: &str = "INSERT INTO message_data (id, session_id, parent_id, source, \
+/// OR FAIL, not the default ABORT: a multi-row statement that may abort needs a statement
+/// journal (a copy of every page it touches, to undo its first rows), and a failed insert
+/// fails the whole batch anyway.
+const INSERT_MESSAGE: &str =
+    "INSERT OR FAIL INTO message_data (id, session_id, parent_id, source, \
      target, type_name, kind, status, is_error, error_text, created, processed, body, \
      session_key) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)";
 
@@ -1137,6 +1141,19 @@ impl MessageStore for SqliteStore {
 mod tests {
     use super::*;
 
+    /// Keep the writer busy for 100 ms, once it is: whatever is sent meanwhile queues up
+    /// for its next batch.
+    fn stall_writer(db: &EmbeddedDb) -> impl Future<Output = Result<(), StoreError>> {
+        let (started, running) = std::sync::mpsc::channel();
+        let stall = db.write(move |_| {
+            let _ = started.send(());
+            std::thread::sleep(Duration::from_millis(100));
+            Ok(())
+        });
+        running.recv().unwrap();
+        stall
+    }
+
     fn row(id: i64, source: &str, status: Status, processed: Option<&str>) -> MessageRow {
         MessageRow {
             id,
@@ -1213,10 +1230,7 @@ mod tests {
             .unwrap();
         // Id 4 again: the batch fails, and takes the new name's row with it. The writer is
         // kept busy meanwhile, so that the name and the row queue up for one batch.
-        let stall = db.write(|_| {
-            std::thread::sleep(Duration::from_millis(100));
-            Ok(())
-        });
+        let stall = stall_writer(&db);
         let clash = row(4, "Nouveau service", Status::Completed, None);
         let clash = store.insert(clash);
         let _ = stall.await;
@@ -1255,10 +1269,7 @@ mod tests {
         assert_eq!(count(&db), 1);
         // A failing one, queued behind a stalled job so that a message and another
         // host's write share its batch: none of them commits, and it reports its own error.
-        let stall = db.write(|_| {
-            std::thread::sleep(Duration::from_millis(100));
-            Ok(())
-        });
+        let stall = stall_writer(&db);
         let message = store.insert(row(10, "Router", Status::Completed, None));
         let other =
             db.write(|c| c.batch_execute("INSERT INTO training VALUES (4, 'Maths', 'Salle 2')"));
@@ -1274,6 +1285,33 @@ mod tests {
         let again = row(10, "Router", Status::Completed, None);
         store.insert(again.clone()).await.unwrap();
         assert_eq!(store.message(10).unwrap(), Some(again));
+    }
+
+    #[actix_rt::test]
+    async fn a_clashing_row_in_a_multi_row_insert_leaves_none_of_its_batch() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = EmbeddedDb::open(&dir.path().join("p.db")).unwrap();
+        let store = SqliteStore::new(db.clone(), true).unwrap();
+        store
+            .insert(row(104, "Router", Status::Completed, None))
+            .await
+            .unwrap();
+        let stall = stall_writer(&db);
+        // 100..=131: two full multi-row statements; 104 is taken.
+        let writes: Vec<_> = (100..132)
+            .filter(|id| id % 2 == 0)
+            .chain((100..132).filter(|id| id % 2 == 0).map(|id| id + 1000))
+            .map(|id| store.insert(row(id, "Router", Status::Completed, None)))
+            .collect();
+        let _ = stall.await;
+        for (n, w) in writes.into_iter().enumerate() {
+            let r = w.await;
+            assert!(r.is_err(), "write {n}: {r:?}");
+        }
+        for id in (100..132).filter(|id| id % 2 == 0 && *id != 104) {
+            assert_eq!(store.message(id).unwrap(), None, "message {id}");
+        }
+        assert!(store.message(104).unwrap().is_some());
     }
 
     #[actix_rt::test]
