@@ -1,6 +1,6 @@
 //! The embedded database (SQLite, WAL) and the message store kept in it.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::path::{Path, PathBuf};
@@ -612,10 +612,55 @@ impl Hasher for IdHasher {
     }
 }
 
-/// Writes held back across batches (see [`HOLD`]), by message id.
+/// Writes held back across batches (see [`HOLD`]), by message id, and the order they
+/// were held in: each batch takes the due ones from the front instead of scanning every
+/// held write (work that grew with the rows in flight), and writes them in about the
+/// order their ids were given.
 #[derive(Default)]
 struct Held {
     entries: IdMap<HeldWrite>,
+    /// `(since, id)` for every hold; an entry whose id was taken since, or held again
+    /// with a later `since`, is skipped.
+    order: VecDeque<(Instant, i64)>,
+}
+
+impl Held {
+    fn hold(&mut self, id: i64, write: HeldWrite) {
+        self.order.push_back((write.since, id));
+        self.entries.insert(id, write);
+    }
+
+    /// Put back a write just taken, held since the same time: its place in `order` is
+    /// still there.
+    fn keep(&mut self, id: i64, write: HeldWrite) {
+        self.entries.insert(id, write);
+    }
+
+    fn take(&mut self, id: i64) -> Option<HeldWrite> {
+        self.entries.remove(&id)
+    }
+
+    /// The writes held since before `now - HOLD` (all of them with `everything`), oldest
+    /// first.
+    fn take_due(&mut self, now: Instant, everything: bool) -> Vec<(i64, HeldKind)> {
+        let mut due = Vec::new();
+        while let Some(&(since, id)) = self.order.front() {
+            if !everything && now.duration_since(since) < HOLD {
+                break;
+            }
+            self.order.pop_front();
+            if self.entries.get(&id).is_some_and(|h| h.since == since) {
+                if let Some(h) = self.entries.remove(&id) {
+                    due.push((id, h.write));
+                }
+            }
+        }
+        if everything {
+            // Whatever the order lost track of (nothing, unless a bug): never left behind.
+            due.extend(self.entries.drain().map(|(id, h)| (id, h.write)));
+        }
+        due
+    }
 }
 
 struct HeldWrite {
@@ -655,7 +700,7 @@ impl Pending {
             return;
         }
         let final_status = u.status != Status::Delivered;
-        match held.entries.remove(&u.id) {
+        match held.take(u.id) {
             Some(HeldWrite {
                 write: HeldKind::Row(mut row),
                 since,
@@ -664,7 +709,7 @@ impl Pending {
                 if final_status {
                     self.push(*row);
                 } else {
-                    held.entries.insert(
+                    held.keep(
                         row.id,
                         HeldWrite {
                             since,
@@ -679,7 +724,7 @@ impl Pending {
                 since,
             }) if !final_status => {
                 // A second "delivered" (a re-delivery): keep the first's time.
-                held.entries.insert(
+                held.keep(
                     u.id,
                     HeldWrite {
                         since,
@@ -692,7 +737,7 @@ impl Pending {
             Some(_) | None => {}
         }
         if !final_status && !self.updates.contains_key(&u.id) {
-            held.entries.insert(
+            held.hold(
                 u.id,
                 HeldWrite {
                     since: Instant::now(),
@@ -711,20 +756,12 @@ impl Pending {
 
     /// Take the held writes older than [`HOLD`] (all of them with `everything`).
     fn release(&mut self, held: &mut Held, everything: bool) {
-        let now = Instant::now();
-        let due: Vec<i64> = held
-            .entries
-            .iter()
-            .filter(|(_, h)| everything || now.duration_since(h.since) >= HOLD)
-            .map(|(&id, _)| id)
-            .collect();
-        for id in due {
-            match held.entries.remove(&id).map(|h| h.write) {
-                Some(HeldKind::Row(row)) => self.push(*row),
-                Some(HeldKind::Delivered(u)) => {
+        for (id, write) in held.take_due(Instant::now(), everything) {
+            match write {
+                HeldKind::Row(row) => self.push(*row),
+                HeldKind::Delivered(u) => {
                     self.updates.entry(id).or_insert(u);
                 }
-                None => {}
             }
         }
     }
@@ -799,7 +836,7 @@ fn write_batch(writer: &mut Writer, batch: &mut Vec<WriteOp>, held: &mut Held, c
                     keyed_dones.push(done);
                 }
                 WriteOp::Insert(row, None) => {
-                    held.entries.insert(
+                    held.hold(
                         row.id,
                         HeldWrite {
                             since: Instant::now(),
@@ -1312,6 +1349,51 @@ mod tests {
             assert_eq!(store.message(id).unwrap(), None, "message {id}");
         }
         assert!(store.message(104).unwrap().is_some());
+    }
+
+    #[test]
+    fn held_writes_come_due_oldest_first_and_a_write_taken_or_held_again_is_not_released_twice() {
+        let t0 = Instant::now();
+        let delivered = |id| StoredUpdate {
+            id,
+            status: Status::Delivered,
+            error_text: None,
+            processed: None,
+        };
+        let at = |ms: u64, id| HeldWrite {
+            since: t0 + Duration::from_millis(ms),
+            write: HeldKind::Delivered(delivered(id)),
+        };
+        let mut held = Held::default();
+        held.hold(3, at(0, 3));
+        held.hold(1, at(10, 1));
+        held.hold(2, at(20, 2));
+        // 1 taken and put back at its time; 2 taken (its final status came); 4 later.
+        let back = held.take(1).unwrap();
+        held.keep(1, back);
+        assert!(held.take(2).is_some());
+        held.hold(4, at(50, 4));
+        let ids = |due: Vec<(i64, HeldKind)>| due.into_iter().map(|(id, _)| id).collect::<Vec<_>>();
+        assert_eq!(ids(held.take_due(t0 + HOLD, false)), vec![3]);
+        assert_eq!(
+            ids(held.take_due(t0 + HOLD + Duration::from_millis(30), false)),
+            vec![1]
+        );
+        // 2 held again, later: due at its new time only, once.
+        held.hold(2, at(60, 2));
+        assert_eq!(
+            ids(held.take_due(t0 + HOLD + Duration::from_millis(55), false)),
+            vec![4]
+        );
+        assert_eq!(
+            ids(held.take_due(t0 + HOLD + Duration::from_millis(60), false)),
+            vec![2]
+        );
+        assert!(held.entries.is_empty());
+        // Closing takes everything, due or not.
+        held.hold(5, at(1_000, 5));
+        assert_eq!(ids(held.take_due(t0, true)), vec![5]);
+        assert!(held.take_due(t0 + Duration::from_secs(5), true).is_empty());
     }
 
     #[actix_rt::test]
