@@ -56,8 +56,6 @@ enum WriteOp {
     Insert(Box<StoredRow>, Option<Done>),
     InsertAndUpdate(Box<StoredRow>, StoredUpdate, Option<Done>),
     Update(StoredUpdate, Option<Done>),
-    /// A name callers interned (see [`NameTable`]), written ahead of the rows using it.
-    Name(i64, String),
     Event(NewEvent),
     /// A host's write, with whether it runs in a savepoint of its own.
     Job(Job, bool),
@@ -87,14 +85,14 @@ pub struct EmbeddedDb {
     names: Arc<Mutex<NameTable>>,
 }
 
-/// Item and type names as `message_name` ids. Callers turn a message's names into ids
-/// before it reaches the writer (the writer's own lookups, with the other conversions to
-/// the compact row, were ~8% of its time in an ingest); a name seen for the first time
-/// gets the next id here and goes to the writer ahead of any row that uses it.
+/// Item and type names as `message_name` ids, as far as committed: callers turn a
+/// message's names into ids before it reaches the writer (the writer's lookups, with the
+/// other conversions to the compact row, were ~8% of its time in an ingest). A name not
+/// in here goes to the writer as text; the writer interns it by name (so that another
+/// store on the same database agrees on its id) and adds it here once its batch commits.
 #[derive(Default)]
 struct NameTable {
     ids: HashMap<String, i64>,
-    last: i64,
 }
 
 impl std::fmt::Debug for EmbeddedDb {
@@ -137,10 +135,9 @@ impl EmbeddedDb {
                 .load(&mut conn)
                 .map_err(|e| open_err(format!("cannot read message_name: {e}")))?
         };
-        let names = NameTable {
-            last: known.iter().map(|(id, _)| *id).max().unwrap_or(0),
+        let names = Arc::new(Mutex::new(NameTable {
             ids: known.into_iter().map(|(id, name)| (name, id)).collect(),
-        };
+        }));
 
         let readers = Pool::builder()
             .max_size(4)
@@ -151,9 +148,10 @@ impl EmbeddedDb {
             .map_err(|e| open_err(e.to_string()))?;
 
         let (writer, rx) = mpsc::unbounded_channel();
+        let committed_names = names.clone();
         std::thread::Builder::new()
             .name("store-writer".into())
-            .spawn(move || writer_loop(conn, rx))
+            .spawn(move || writer_loop(conn, rx, committed_names))
             .map_err(|e| open_err(format!("cannot start the writer thread: {e}")))?;
         let alive = writer.downgrade();
         let checkpoints = readers.clone();
@@ -165,7 +163,7 @@ impl EmbeddedDb {
             path: Arc::new(path.to_path_buf()),
             writer,
             readers,
-            names: Arc::new(Mutex::new(names)),
+            names,
         })
     }
 
@@ -254,18 +252,13 @@ impl EmbeddedDb {
         self.writer.send(op).is_ok()
     }
 
-    /// `name`'s id in `message_name`, interning it if new.
-    fn name_id(&self, name: &str) -> i64 {
-        let mut table = self.names.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(&id) = table.ids.get(name) {
-            return id;
+    /// `name` as a row carries it to the writer: its id when known.
+    fn name_ref(&self, name: &str) -> NameRef {
+        let table = self.names.lock().unwrap_or_else(PoisonError::into_inner);
+        match table.ids.get(name) {
+            Some(&id) => NameRef::Id(id),
+            None => NameRef::New(name.to_string()),
         }
-        table.last += 1;
-        let id = table.last;
-        table.ids.insert(name.to_string(), id);
-        // Sent under the lock: no row that uses the id can reach the writer before it.
-        let _ = self.writer.send(WriteOp::Name(id, name.to_string()));
-        id
     }
 }
 
@@ -316,11 +309,16 @@ struct Writer {
     keyed_insert: RawInsert,
     hot: rusqlite::Connection,
     conn: SqliteConnection,
-    names: WrittenNames,
+    names: Names,
+    /// The callers' names (see [`NameTable`]).
+    shared_names: Arc<Mutex<NameTable>>,
 }
 
 impl Writer {
-    fn new(mut conn: SqliteConnection) -> Result<Self, String> {
+    fn new(
+        mut conn: SqliteConnection,
+        shared_names: Arc<Mutex<NameTable>>,
+    ) -> Result<Self, String> {
         // SAFETY: the handle stays valid as long as `conn`, which `Writer` drops after
         // `hot`; rusqlite's handle does not close it, and only runs statements inside the
         // transactions diesel opens (it never begins or ends one itself).
@@ -353,7 +351,8 @@ impl Writer {
             keyed_insert,
             hot,
             conn,
-            names: WrittenNames::default(),
+            names: Names::default(),
+            shared_names,
         })
     }
 }
@@ -381,36 +380,54 @@ const INSERT_MESSAGE: &str =
      target, type_name, kind, status, is_error, error_text, created, processed, body, \
      session_key) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)";
 
-/// The names the writer has put in `message_name` (see [`NameTable`]): few, kept so that
-/// they can be written again after a batch that did not commit took them with it.
+/// The writer's side of [`NameTable`]: names it interned, and those of the current
+/// batch, added to the shared table once the batch commits.
 #[derive(Default)]
-struct WrittenNames {
-    all: Vec<(i64, String)>,
-    lost: bool,
+struct Names {
+    ids: HashMap<String, i64>,
+    this_batch: Vec<(String, i64)>,
 }
 
-impl WrittenNames {
-    fn write(hot: &rusqlite::Connection, id: i64, name: &str) -> rusqlite::Result<usize> {
-        hot.prepare_cached("INSERT OR IGNORE INTO message_name (id, name) VALUES (?1, ?2)")?
-            .execute(rusqlite::params![id, name])
-    }
-
-    fn add(&mut self, hot: &rusqlite::Connection, id: i64, name: String) -> rusqlite::Result<()> {
-        Self::write(hot, id, &name)?;
-        self.all.push((id, name));
-        Ok(())
-    }
-
-    /// At the start of a batch: the names a failed batch rolled back.
-    fn restore(&mut self, hot: &rusqlite::Connection) -> rusqlite::Result<()> {
-        if self.lost {
-            for (id, name) in &self.all {
-                Self::write(hot, *id, name)?;
-            }
-            self.lost = false;
+impl Names {
+    fn id(&mut self, hot: &rusqlite::Connection, name: &NameRef) -> rusqlite::Result<i64> {
+        let name = match name {
+            NameRef::Id(id) => return Ok(*id),
+            NameRef::New(name) => name,
+        };
+        if let Some(&id) = self.ids.get(name) {
+            return Ok(id);
         }
-        Ok(())
+        hot.prepare_cached("INSERT OR IGNORE INTO message_name (name) VALUES (?1)")?
+            .execute([name])?;
+        let id = hot
+            .prepare_cached("SELECT id FROM message_name WHERE name = ?1")?
+            .query_row([name], |r| r.get(0))?;
+        self.ids.insert(name.clone(), id);
+        self.this_batch.push((name.clone(), id));
+        Ok(id)
     }
+
+    /// After the batch: its names are committed (shared with the callers) or gone.
+    fn batch_done(&mut self, committed: bool, shared: &Mutex<NameTable>) {
+        if committed {
+            if !self.this_batch.is_empty() {
+                let mut table = shared.lock().unwrap_or_else(PoisonError::into_inner);
+                table.ids.extend(self.this_batch.drain(..));
+            }
+        } else {
+            for (name, _) in self.this_batch.drain(..) {
+                self.ids.remove(&name);
+            }
+        }
+    }
+}
+
+/// A name in a row on its way to the writer: its `message_name` id when the caller knew
+/// it, else the name itself.
+#[derive(Debug)]
+enum NameRef {
+    Id(i64),
+    New(String),
 }
 
 /// A message row as the writer takes it: [`MessageRow`] turned by its caller into what
@@ -421,9 +438,9 @@ struct StoredRow {
     id: i64,
     session_id: i64,
     parent_id: Option<i64>,
-    source: i64,
-    target: i64,
-    type_name: i64,
+    source: NameRef,
+    target: NameRef,
+    type_name: NameRef,
     kind: i64,
     status: Status,
     is_error: bool,
@@ -438,14 +455,20 @@ const REQUEST: i64 = 0;
 const REPLY: i64 = 1;
 
 impl StoredRow {
-    fn as_compact(&self) -> Compact<'_> {
-        Compact {
+    /// As bound to the INSERT, inside the batch's transaction: a name new to the callers
+    /// is interned there, so it commits (or not) with the row.
+    fn compact(
+        &self,
+        hot: &rusqlite::Connection,
+        names: &mut Names,
+    ) -> rusqlite::Result<Compact<'_>> {
+        Ok(Compact {
             id: self.id,
             session_id: self.session_id,
             parent_id: self.parent_id,
-            source: self.source,
-            target: self.target,
-            type_name: self.type_name,
+            source: names.id(hot, &self.source)?,
+            target: names.id(hot, &self.target)?,
+            type_name: names.id(hot, &self.type_name)?,
             kind: self.kind,
             status: self.status.code(),
             is_error: self.is_error,
@@ -454,7 +477,7 @@ impl StoredRow {
             processed: self.processed,
             body: &self.body,
             session_key: self.session_key.as_deref(),
-        }
+        })
     }
 }
 
@@ -483,9 +506,13 @@ impl From<StatusUpdate> for StoredUpdate {
 fn insert_messages(
     hot: &rusqlite::Connection,
     multi_insert: &mut RawInsert,
+    names: &mut Names,
     rows: &[StoredRow],
 ) -> Result<(), BatchError> {
-    let rows: Vec<Compact<'_>> = rows.iter().map(StoredRow::as_compact).collect();
+    let rows = rows
+        .iter()
+        .map(|r| r.compact(hot, names))
+        .collect::<Result<Vec<_>, _>>()?;
     let mut groups = rows.chunks_exact(multi_insert.rows());
     for group in &mut groups {
         multi_insert.execute(group).map_err(BatchError::Insert)?;
@@ -502,9 +529,13 @@ fn insert_messages(
 fn insert_keyed(
     hot: &rusqlite::Connection,
     keyed_insert: &mut RawInsert,
+    names: &mut Names,
     rows: &[StoredRow],
 ) -> Result<Vec<bool>, BatchError> {
-    let rows: Vec<Compact<'_>> = rows.iter().map(StoredRow::as_compact).collect();
+    let rows = rows
+        .iter()
+        .map(|r| r.compact(hot, names))
+        .collect::<Result<Vec<_>, _>>()?;
     let mut inserted = Vec::with_capacity(rows.len());
     let group_size = keyed_insert.rows();
     let mut groups = rows.chunks_exact(group_size);
@@ -779,8 +810,12 @@ fn apply(row: &mut StoredRow, u: StoredUpdate) {
     }
 }
 
-fn writer_loop(conn: SqliteConnection, mut rx: mpsc::UnboundedReceiver<WriteOp>) {
-    let mut writer = match Writer::new(conn) {
+fn writer_loop(
+    conn: SqliteConnection,
+    mut rx: mpsc::UnboundedReceiver<WriteOp>,
+    shared_names: Arc<Mutex<NameTable>>,
+) {
+    let mut writer = match Writer::new(conn, shared_names) {
         Ok(w) => w,
         Err(e) => {
             log::error!("message store: cannot start the writer: {e}");
@@ -813,6 +848,7 @@ fn write_batch(writer: &mut Writer, batch: &mut Vec<WriteOp>, held: &mut Held, c
         multi_insert,
         keyed_insert,
         names,
+        shared_names,
     } = writer;
     let mut dones: Vec<Done> = Vec::new();
     // Writes refused one by one (a duplicate key), reported after the commit.
@@ -827,10 +863,8 @@ fn write_batch(writer: &mut Writer, batch: &mut Vec<WriteOp>, held: &mut Held, c
     let mut keyed_dones: Vec<Option<Done>> = Vec::new();
     let mut flush = closing;
     let result = conn.immediate_transaction(|c| -> Result<(), BatchError> {
-        names.restore(hot)?;
         for op in batch.drain(..) {
             match op {
-                WriteOp::Name(id, name) => names.add(hot, id, name)?,
                 WriteOp::Insert(row, done) if row.session_key.is_some() => {
                     keyed.push(*row);
                     keyed_dones.push(done);
@@ -888,7 +922,7 @@ fn write_batch(writer: &mut Writer, batch: &mut Vec<WriteOp>, held: &mut Held, c
             }
         }
         // Keyed rows first: their status changes in this batch are UPDATEs below.
-        let inserted = insert_keyed(hot, keyed_insert, &keyed)?;
+        let inserted = insert_keyed(hot, keyed_insert, names, &keyed)?;
         for ((row, done), inserted) in keyed.iter().zip(keyed_dones.drain(..)).zip(inserted) {
             match (inserted, done) {
                 (false, Some(done)) => {
@@ -899,15 +933,13 @@ fn write_batch(writer: &mut Writer, batch: &mut Vec<WriteOp>, held: &mut Held, c
             }
         }
         pending.release(held, flush);
-        insert_messages(hot, multi_insert, &pending.rows)?;
+        insert_messages(hot, multi_insert, names, &pending.rows)?;
         for update in pending.updates.values() {
             update_status(hot, update)?;
         }
         Ok(())
     });
-    if result.is_err() {
-        names.lost = true;
-    }
+    names.batch_done(result.is_ok(), shared_names);
     let outcome = result.map_err(|e| {
         log::error!("message store: commit of a batch failed: {e}");
         StoreError::Write(e.to_string())
@@ -969,9 +1001,9 @@ impl SqliteStore {
             id: row.id,
             session_id: row.session_id,
             parent_id: row.parent_id,
-            source: self.db.name_id(&row.source),
-            target: self.db.name_id(&row.target),
-            type_name: self.db.name_id(&row.type_name),
+            source: self.db.name_ref(&row.source),
+            target: self.db.name_ref(&row.target),
+            type_name: self.db.name_ref(&row.type_name),
             kind,
             status,
             is_error: row.is_error,
@@ -1394,6 +1426,33 @@ mod tests {
         held.hold(5, at(1_000, 5));
         assert_eq!(ids(held.take_due(t0, true)), vec![5]);
         assert!(held.take_due(t0 + Duration::from_secs(5), true).is_empty());
+    }
+
+    #[actix_rt::test]
+    async fn two_stores_on_one_database_agree_on_names_they_both_introduce() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p.db");
+        let one = SqliteStore::new(EmbeddedDb::open(&path).unwrap(), true).unwrap();
+        let two = SqliteStore::new(EmbeddedDb::open(&path).unwrap(), true).unwrap();
+        // Each store's callers see both names for the first time, in the other order.
+        let a = row(20, "Service A", Status::Completed, None);
+        let b = row(22, "Service B", Status::Completed, None);
+        one.insert(a.clone()).await.unwrap();
+        two.insert(b.clone()).await.unwrap();
+        let b_again = row(24, "Service B", Status::Completed, None);
+        let a_again = row(26, "Service A", Status::Completed, None);
+        one.insert(b_again.clone()).await.unwrap();
+        two.insert(a_again.clone()).await.unwrap();
+        // And once the names are known to both, from their caches.
+        let (a3, b3) = (
+            row(28, "Service A", Status::Completed, None),
+            row(30, "Service B", Status::Completed, None),
+        );
+        one.insert(b3.clone()).await.unwrap();
+        two.insert(a3.clone()).await.unwrap();
+        for r in [a, b, b_again, a_again, a3, b3] {
+            assert_eq!(one.message(r.id).unwrap().as_ref(), Some(&r));
+        }
     }
 
     #[actix_rt::test]
