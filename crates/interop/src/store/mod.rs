@@ -43,6 +43,19 @@ impl Kind {
             Kind::Reply => "reply",
         }
     }
+
+    /// As stored in `message_data.kind`.
+    pub fn code(self) -> i64 {
+        self as i64
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "request" => Kind::Request,
+            "reply" => Kind::Reply,
+            _ => return None,
+        })
+    }
 }
 
 /// A message's processing status (IRIS `Ens.DataType.MessageStatus`).

@@ -1,5 +1,6 @@
 //! The embedded database (SQLite, WAL) and the message store kept in it.
 
+use std::collections::hash_map::Entry;
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::hash::{BuildHasherDefault, Hasher};
@@ -252,13 +253,13 @@ impl EmbeddedDb {
         self.writer.send(op).is_ok()
     }
 
-    /// `name` as a row carries it to the writer: its id when known.
-    fn name_ref(&self, name: &str) -> NameRef {
+    /// A row's names as it carries them to the writer: their ids when known.
+    fn name_refs<const N: usize>(&self, names: [&str; N]) -> [NameRef; N] {
         let table = self.names.lock().unwrap_or_else(PoisonError::into_inner);
-        match table.ids.get(name) {
+        names.map(|name| match table.ids.get(name) {
             Some(&id) => NameRef::Id(id),
             None => NameRef::New(name.to_string()),
-        }
+        })
     }
 }
 
@@ -380,21 +381,30 @@ const INSERT_MESSAGE: &str =
      target, type_name, kind, status, is_error, error_text, created, processed, body, \
      session_key) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)";
 
-/// The writer's side of [`NameTable`]: names it interned, and those of the current
-/// batch, added to the shared table once the batch commits.
+/// The writer's side of [`NameTable`]: the names it interned in the current batch,
+/// added to the shared table once the batch commits, dropped if it does not.
 #[derive(Default)]
 struct Names {
-    ids: HashMap<String, i64>,
-    this_batch: Vec<(String, i64)>,
+    this_batch: HashMap<String, i64>,
 }
 
 impl Names {
-    fn id(&mut self, hot: &rusqlite::Connection, name: &NameRef) -> rusqlite::Result<i64> {
+    fn id(
+        &mut self,
+        hot: &rusqlite::Connection,
+        shared: &Mutex<NameTable>,
+        name: &NameRef,
+    ) -> rusqlite::Result<i64> {
         let name = match name {
             NameRef::Id(id) => return Ok(*id),
             NameRef::New(name) => name,
         };
-        if let Some(&id) = self.ids.get(name) {
+        // Rows sent before an earlier batch committed the name still carry it as text.
+        let known = self.this_batch.get(name).copied().or_else(|| {
+            let table = shared.lock().unwrap_or_else(PoisonError::into_inner);
+            table.ids.get(name).copied()
+        });
+        if let Some(id) = known {
             return Ok(id);
         }
         hot.prepare_cached("INSERT OR IGNORE INTO message_name (name) VALUES (?1)")?
@@ -402,23 +412,17 @@ impl Names {
         let id = hot
             .prepare_cached("SELECT id FROM message_name WHERE name = ?1")?
             .query_row([name], |r| r.get(0))?;
-        self.ids.insert(name.clone(), id);
-        self.this_batch.push((name.clone(), id));
+        self.this_batch.insert(name.clone(), id);
         Ok(id)
     }
 
     /// After the batch: its names are committed (shared with the callers) or gone.
     fn batch_done(&mut self, committed: bool, shared: &Mutex<NameTable>) {
-        if committed {
-            if !self.this_batch.is_empty() {
-                let mut table = shared.lock().unwrap_or_else(PoisonError::into_inner);
-                table.ids.extend(self.this_batch.drain(..));
-            }
-        } else {
-            for (name, _) in self.this_batch.drain(..) {
-                self.ids.remove(&name);
-            }
+        if committed && !self.this_batch.is_empty() {
+            let mut table = shared.lock().unwrap_or_else(PoisonError::into_inner);
+            table.ids.extend(self.this_batch.drain());
         }
+        self.this_batch.clear();
     }
 }
 
@@ -441,7 +445,7 @@ struct StoredRow {
     source: NameRef,
     target: NameRef,
     type_name: NameRef,
-    kind: i64,
+    kind: Kind,
     status: Status,
     is_error: bool,
     error_text: Option<String>,
@@ -451,9 +455,6 @@ struct StoredRow {
     session_key: Option<String>,
 }
 
-const REQUEST: i64 = 0;
-const REPLY: i64 = 1;
-
 impl StoredRow {
     /// As bound to the INSERT, inside the batch's transaction: a name new to the callers
     /// is interned there, so it commits (or not) with the row.
@@ -461,15 +462,16 @@ impl StoredRow {
         &self,
         hot: &rusqlite::Connection,
         names: &mut Names,
+        shared: &Mutex<NameTable>,
     ) -> rusqlite::Result<Compact<'_>> {
         Ok(Compact {
             id: self.id,
             session_id: self.session_id,
             parent_id: self.parent_id,
-            source: names.id(hot, &self.source)?,
-            target: names.id(hot, &self.target)?,
-            type_name: names.id(hot, &self.type_name)?,
-            kind: self.kind,
+            source: names.id(hot, shared, &self.source)?,
+            target: names.id(hot, shared, &self.target)?,
+            type_name: names.id(hot, shared, &self.type_name)?,
+            kind: self.kind.code(),
             status: self.status.code(),
             is_error: self.is_error,
             error_text: self.error_text.as_deref(),
@@ -507,11 +509,12 @@ fn insert_messages(
     hot: &rusqlite::Connection,
     multi_insert: &mut RawInsert,
     names: &mut Names,
+    shared: &Mutex<NameTable>,
     rows: &[StoredRow],
 ) -> Result<(), BatchError> {
     let rows = rows
         .iter()
-        .map(|r| r.compact(hot, names))
+        .map(|r| r.compact(hot, names, shared))
         .collect::<Result<Vec<_>, _>>()?;
     let mut groups = rows.chunks_exact(multi_insert.rows());
     for group in &mut groups {
@@ -530,11 +533,12 @@ fn insert_keyed(
     hot: &rusqlite::Connection,
     keyed_insert: &mut RawInsert,
     names: &mut Names,
+    shared: &Mutex<NameTable>,
     rows: &[StoredRow],
 ) -> Result<Vec<bool>, BatchError> {
     let rows = rows
         .iter()
-        .map(|r| r.compact(hot, names))
+        .map(|r| r.compact(hot, names, shared))
         .collect::<Result<Vec<_>, _>>()?;
     let mut inserted = Vec::with_capacity(rows.len());
     let group_size = keyed_insert.rows();
@@ -680,9 +684,9 @@ impl Held {
                 break;
             }
             self.order.pop_front();
-            if self.entries.get(&id).is_some_and(|h| h.since == since) {
-                if let Some(h) = self.entries.remove(&id) {
-                    due.push((id, h.write));
+            if let Entry::Occupied(held) = self.entries.entry(id) {
+                if held.get().since == since {
+                    due.push((id, held.remove().write));
                 }
             }
         }
@@ -716,7 +720,7 @@ struct Pending {
 impl Pending {
     fn push(&mut self, row: StoredRow) {
         // Status changes are for requests; replies are written final.
-        if row.kind == REQUEST {
+        if row.kind == Kind::Request {
             self.index.insert(row.id, self.rows.len());
         }
         self.rows.push(row);
@@ -922,7 +926,7 @@ fn write_batch(writer: &mut Writer, batch: &mut Vec<WriteOp>, held: &mut Held, c
             }
         }
         // Keyed rows first: their status changes in this batch are UPDATEs below.
-        let inserted = insert_keyed(hot, keyed_insert, names, &keyed)?;
+        let inserted = insert_keyed(hot, keyed_insert, names, shared_names, &keyed)?;
         for ((row, done), inserted) in keyed.iter().zip(keyed_dones.drain(..)).zip(inserted) {
             match (inserted, done) {
                 (false, Some(done)) => {
@@ -933,7 +937,7 @@ fn write_batch(writer: &mut Writer, batch: &mut Vec<WriteOp>, held: &mut Held, c
             }
         }
         pending.release(held, flush);
-        insert_messages(hot, multi_insert, names, &pending.rows)?;
+        insert_messages(hot, multi_insert, names, shared_names, &pending.rows)?;
         for update in pending.updates.values() {
             update_status(hot, update)?;
         }
@@ -987,23 +991,19 @@ impl SqliteStore {
                 row.id, row.status
             ))
         })?;
-        let kind = match row.kind.as_str() {
-            k if k == Kind::Request.as_str() => REQUEST,
-            k if k == Kind::Reply.as_str() => REPLY,
-            other => {
-                return Err(StoreError::Write(format!(
-                    "message {}: unknown kind '{other}'",
-                    row.id
-                )))
-            }
-        };
+        let kind = Kind::parse(&row.kind).ok_or_else(|| {
+            StoreError::Write(format!("message {}: unknown kind '{}'", row.id, row.kind))
+        })?;
+        let [source, target, type_name] =
+            self.db
+                .name_refs([&row.source, &row.target, &row.type_name]);
         Ok(StoredRow {
             id: row.id,
             session_id: row.session_id,
             parent_id: row.parent_id,
-            source: self.db.name_ref(&row.source),
-            target: self.db.name_ref(&row.target),
-            type_name: self.db.name_ref(&row.type_name),
+            source,
+            target,
+            type_name,
             kind,
             status,
             is_error: row.is_error,
@@ -1013,6 +1013,33 @@ impl SqliteStore {
             body: row.body,
             session_key: row.session_key,
         })
+    }
+
+    /// A message row's write, resolving once it is durable.
+    fn write_row(
+        &self,
+        row: MessageRow,
+        make: impl FnOnce(Box<StoredRow>, Option<Done>) -> WriteOp,
+    ) -> Durable {
+        if !self.persist {
+            return Durable::ready();
+        }
+        match self.stored(row) {
+            Ok(row) => self.write(|done| make(Box::new(row), done)),
+            Err(e) => Durable::failed(e),
+        }
+    }
+
+    /// A message row's write nobody waits for.
+    fn send_row(&self, row: MessageRow, make: impl FnOnce(Box<StoredRow>) -> WriteOp) {
+        if self.persist {
+            match self.stored(row) {
+                Ok(row) => {
+                    self.db.send(make(Box::new(row)));
+                }
+                Err(e) => log::error!("message store: {e}"),
+            }
+        }
     }
 
     fn write(&self, make: impl FnOnce(Option<Done>) -> WriteOp) -> Durable {
@@ -1040,36 +1067,17 @@ impl MessageStore for SqliteStore {
     }
 
     fn insert(&self, row: MessageRow) -> Durable {
-        if !self.persist {
-            return Durable::ready();
-        }
-        match self.stored(row) {
-            Ok(row) => self.write(|done| WriteOp::Insert(Box::new(row), done)),
-            Err(e) => Durable::failed(e),
-        }
+        self.write_row(row, WriteOp::Insert)
     }
 
     fn insert_in_flight(&self, row: MessageRow) {
-        if self.persist {
-            match self.stored(row) {
-                Ok(row) => {
-                    self.db.send(WriteOp::Insert(Box::new(row), None));
-                }
-                Err(e) => log::error!("message store: {e}"),
-            }
-        }
+        self.send_row(row, |row| WriteOp::Insert(row, None));
     }
 
     fn insert_and_update(&self, row: MessageRow, update: StatusUpdate) -> Durable {
-        if !self.persist {
-            return Durable::ready();
-        }
-        match self.stored(row) {
-            Ok(row) => {
-                self.write(|done| WriteOp::InsertAndUpdate(Box::new(row), update.into(), done))
-            }
-            Err(e) => Durable::failed(e),
-        }
+        self.write_row(row, |row, done| {
+            WriteOp::InsertAndUpdate(row, update.into(), done)
+        })
     }
 
     fn update(&self, update: StatusUpdate) -> Durable {
@@ -1083,15 +1091,9 @@ impl MessageStore for SqliteStore {
     }
 
     fn insert_and_update_detached(&self, row: MessageRow, update: StatusUpdate) {
-        if self.persist {
-            match self.stored(row) {
-                Ok(row) => {
-                    self.db
-                        .send(WriteOp::InsertAndUpdate(Box::new(row), update.into(), None));
-                }
-                Err(e) => log::error!("message store: {e}"),
-            }
-        }
+        self.send_row(row, |row| {
+            WriteOp::InsertAndUpdate(row, update.into(), None)
+        });
     }
 
     fn event(&self, event: NewEvent) {
@@ -1210,6 +1212,14 @@ impl MessageStore for SqliteStore {
 mod tests {
     use super::*;
 
+    /// A store on a new database in a temporary folder (kept while the folder lives).
+    fn fresh_store() -> (tempfile::TempDir, EmbeddedDb, SqliteStore) {
+        let dir = tempfile::tempdir().unwrap();
+        let db = EmbeddedDb::open(&dir.path().join("p.db")).unwrap();
+        let store = SqliteStore::new(db.clone(), true).unwrap();
+        (dir, db, store)
+    }
+
     /// Keep the writer busy for 100 ms, once it is: whatever is sent meanwhile queues up
     /// for its next batch.
     fn stall_writer(db: &EmbeddedDb) -> impl Future<Output = Result<(), StoreError>> {
@@ -1244,9 +1254,7 @@ mod tests {
 
     #[actix_rt::test]
     async fn rows_read_back_exactly_as_written_through_the_compact_table() {
-        let dir = tempfile::tempdir().unwrap();
-        let db = EmbeddedDb::open(&dir.path().join("p.db")).unwrap();
-        let store = SqliteStore::new(db.clone(), true).unwrap();
+        let (_dir, db, store) = fresh_store();
         // Enough rows for the multi-row statements and their remainders, keyed and not.
         let mut written = Vec::new();
         for id in 1..=40 {
@@ -1318,9 +1326,7 @@ mod tests {
 
     #[actix_rt::test]
     async fn a_write_in_batch_commits_with_its_batch_and_its_failure_fails_the_batch() {
-        let dir = tempfile::tempdir().unwrap();
-        let db = EmbeddedDb::open(&dir.path().join("p.db")).unwrap();
-        let store = SqliteStore::new(db.clone(), true).unwrap();
+        let (_dir, db, store) = fresh_store();
         let count = |db: &EmbeddedDb| {
             db.read_blocking(|c| {
                 diesel::select(diesel::dsl::sql::<diesel::sql_types::BigInt>(
@@ -1358,9 +1364,7 @@ mod tests {
 
     #[actix_rt::test]
     async fn a_clashing_row_in_a_multi_row_insert_leaves_none_of_its_batch() {
-        let dir = tempfile::tempdir().unwrap();
-        let db = EmbeddedDb::open(&dir.path().join("p.db")).unwrap();
-        let store = SqliteStore::new(db.clone(), true).unwrap();
+        let (_dir, db, store) = fresh_store();
         store
             .insert(row(104, "Router", Status::Completed, None))
             .await
